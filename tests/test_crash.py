@@ -1,0 +1,86 @@
+"""A re-embed killed with SIGKILL mid-pass, in atomic and in batched-commit mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import column_typmod, memories, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, vector_search
+from vestige_embed.errors import SearchUnavailable
+from vestige_embed.index import index_validity
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import ModelState
+
+OLD, NEW = HashEmbedder(64), HashEmbedder(128)
+WORKER = Path(__file__).with_name("reembed_worker.py")
+ROWS = 200
+KILL_AFTER = "wrote batch 3 "
+
+
+def kill_mid_pass(url: str, mode: str) -> str:
+    """Start the worker, SIGKILL it once it has written three batches; returns its log."""
+    env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(WORKER), url, mode], stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    log = []
+    for line in proc.stderr:
+        log.append(line)
+        if KILL_AFTER in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(log)
+    return "".join(log)
+
+
+@pytest.fixture
+def store(base_schema: sa.Engine) -> sa.Engine:
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, memories(ROWS))
+    return base_schema
+
+
+def test_atomic_run_killed_mid_pass_changes_nothing(store: sa.Engine, db_url: str) -> None:
+    with store.connect() as conn:
+        before = stored_vectors(conn)
+    kill_mid_pass(db_url, "atomic")
+    with store.connect() as conn:
+        after = stored_vectors(conn)
+        registry = read_registry(conn)
+        assert column_typmod(conn) == 64
+        assert index_validity(conn) is True
+    assert (registry.signature, registry.state) == (OLD.signature(), ModelState.READY)
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_batched_run_killed_mid_pass_blocks_search_until_rerun(store: sa.Engine, db_url: str) -> None:
+    log = kill_mid_pass(db_url, "batched")
+    assert "reembed: wrote batch 1 (8 rows)" in log
+    with store.connect() as conn:
+        registry = read_registry(conn)
+        assert registry.state is ModelState.REEMBEDDING
+        dims = conn.execute(sa.text("SELECT vector_dims(embedding), count(*) FROM knowledge_nodes GROUP BY 1")).all()
+        assert {d for d, _ in dims} == {64, 128}, "the kill should leave both spaces in the table"
+        with pytest.raises(SearchUnavailable):
+            vector_search(conn, OLD.embed_batch(["memory"])[0], 5)
+
+    with store.connect() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan(batch_size=64, commit_batches=True))
+    assert report.rows_updated == ROWS
+    with store.connect() as conn:
+        registry = read_registry(conn)
+        assert (registry.signature, registry.state) == (NEW.signature(), ModelState.READY)
+        assert column_typmod(conn) == 128
+        contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
+        vectors = stored_vectors(conn)
+        assert vector_search(conn, NEW.embed_batch([contents[next(iter(contents))]])[0], 1)
+    for row_id, vector in vectors.items():
+        np.testing.assert_allclose(vector, NEW.embed_batch([contents[row_id]])[0], rtol=1e-6)

@@ -1,0 +1,127 @@
+"""Embedders: the real offline MiniLM, the hashing embedder, and name resolution."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vestige_embed import FastembedEmbedder, HashEmbedder, resolve_embedder
+from vestige_embed.embedders.fastembed_model import internal_batches
+from vestige_embed.errors import DimensionMismatchError, ModelIntegrityError, UnknownModelError
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_folder: Path) -> FastembedEmbedder:
+    return FastembedEmbedder(MINILM, folder=minilm_folder)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_minilm_gives_384_d_unit_vectors(minilm: FastembedEmbedder) -> None:
+    vectors = minilm.embed_batch(["a cat sits on the mat", "the stock market fell", ""])
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_minilm_scores_a_paraphrase_above_an_unrelated_text(minilm: FastembedEmbedder) -> None:
+    a, paraphrase, unrelated = minilm.embed_batch(
+        ["How do I read a file line by line?", "Iterate over the lines of a text file", "The recipe needs two eggs"]
+    )
+    assert cosine(a, paraphrase) > cosine(a, unrelated) + 0.2
+
+
+def test_minilm_output_does_not_depend_on_batch_order(minilm: FastembedEmbedder) -> None:
+    texts = ["short", "a much longer text " * 20, "medium length text here"]
+    together = minilm.embed_batch(texts)
+    alone = np.vstack([minilm.embed_batch([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_minilm_signature_is_stable_across_loads_and_differs_from_hashing(minilm_folder: Path) -> None:
+    first = FastembedEmbedder(MINILM, folder=minilm_folder).signature()
+    second = FastembedEmbedder(MINILM, folder=minilm_folder).signature()
+    assert first == second
+    assert (first.name, first.dimension) == (MINILM, 384)
+    assert len(first.hash) == 64
+    assert first != HashEmbedder(384).signature()
+
+
+def test_models_folder_is_found_without_configuration(minilm_folder: Path) -> None:
+    embedder = resolve_embedder(MINILM, 384)
+    assert isinstance(embedder, FastembedEmbedder)
+    assert Path(embedder.source) == minilm_folder
+
+
+def test_tampered_onnx_file_fails_with_a_clear_error(minilm_folder: Path, tmp_path: Path) -> None:
+    copy = tmp_path / minilm_folder.name
+    shutil.copytree(minilm_folder, copy)
+    with (copy / "model.onnx").open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(ModelIntegrityError, match="published with"):
+        FastembedEmbedder(MINILM, folder=copy).signature()
+
+
+def test_hash_vectors_are_byte_identical_across_processes() -> None:
+    code = (
+        "import sys; from vestige_embed import HashEmbedder;"
+        "texts = ['Grüße, 世界!', '', 'memory 17 talks about rust'];"
+        "sys.stdout.buffer.write(HashEmbedder(256).embed_batch(texts).tobytes())"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert runs[0] == HashEmbedder(256).embed_batch(["Grüße, 世界!", "", "memory 17 talks about rust"]).tobytes()
+
+
+def test_hash_vectors_are_unit_norm_for_any_text() -> None:
+    vectors = HashEmbedder(64).embed_batch(["", " ", "\x00", "😀" * 50, "a"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_hash_similar_texts_score_higher_than_unrelated() -> None:
+    a, b, c = HashEmbedder(256).embed_batch(["read a file line by line", "read lines from a file", "gzip compression"])
+    assert cosine(a, b) > cosine(a, c)
+
+
+def test_resolve_unknown_name_lists_the_known_names() -> None:
+    with pytest.raises(
+        UnknownModelError,
+        match=r"unknown embedder model 'no/such-model'. Known: vestige/hash-<1..2000>, .*all-MiniLM-L6-v2",
+    ):
+        resolve_embedder("no/such-model")
+
+
+def test_resolve_hash_dimension_out_of_range_is_unknown() -> None:
+    with pytest.raises(UnknownModelError):
+        resolve_embedder("vestige/hash-0")
+
+
+def test_resolve_wrong_dimension_fails_with_the_plans_message() -> None:
+    with pytest.raises(
+        DimensionMismatchError,
+        match=r"^embedder 'sentence-transformers/all-MiniLM-L6-v2' produces dimension 384, --dimension was 768$",
+    ):
+        resolve_embedder(MINILM, 768)
+
+
+def test_resolve_hash_wrong_dimension_fails() -> None:
+    with pytest.raises(DimensionMismatchError, match="produces dimension 64, --dimension was 65"):
+        resolve_embedder("vestige/hash-64", 65)
+
+
+def test_internal_batches_group_by_length_within_budget() -> None:
+    lengths = [500, 10, 10, 500, 10, 2000]
+    batches = list(internal_batches(lengths))
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert batches == [[1, 2, 4, 0], [3], [5]]
+    assert all(len(b) * max(lengths[i] for i in b) <= 2048 or len(b) == 1 for b in batches)

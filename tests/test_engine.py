@@ -1,0 +1,306 @@
+"""The re-embed engine against the real PostgreSQL + pgvector, with deterministic embedders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import CountingEmbedder, column_typmod, memories, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, ReembedPlan, dry_run_reembed, run_reembed, vector_search
+from vestige_embed.errors import ReembedError
+from vestige_embed.index import create_index, index_definition, index_validity
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import HNSW_INDEX, ModelState
+from vestige_embed.typmod import TypmodApproach
+
+OLD, NEW = HashEmbedder(64), HashEmbedder(128)
+
+
+def seeded(engine: sa.Engine, count: int, embedder: HashEmbedder = OLD, *, embed: bool = True) -> list:
+    with engine.begin() as conn:
+        return seed_store(conn, embedder, memories(count), embed=embed)
+
+
+def assert_all_in_space(engine: sa.Engine, embedder: HashEmbedder, count: int) -> None:
+    with engine.connect() as conn:
+        vectors = stored_vectors(conn)
+        contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
+        registry = read_registry(conn)
+    assert len(vectors) == count
+    for row_id, vector in vectors.items():
+        assert vector is not None
+        np.testing.assert_allclose(vector, embedder.embed_batch([contents[row_id]])[0], rtol=1e-6)
+    assert registry.signature == embedder.signature()
+    assert registry.state is ModelState.READY
+
+
+def test_reembed_no_op_when_signature_matches(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 10)
+    counting = CountingEmbedder(OLD)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, counting, ReembedPlan())
+    assert report.rows_updated == 0
+    assert counting.calls == 0
+
+
+def test_reembed_plan_defaults() -> None:
+    plan = ReembedPlan()
+    assert (plan.batch_size, plan.drop_hnsw_first, plan.concurrent_index) == (128, True, False)
+
+
+def test_reembed_dry_run_returns_summary_without_writing(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 50)
+    with base_schema.connect() as conn:
+        before = stored_vectors(conn)
+    counting = CountingEmbedder(NEW)
+    with base_schema.begin() as conn:
+        summary = dry_run_reembed(conn, counting, ReembedPlan(batch_size=16))
+    assert summary.rows_to_update == 50
+    assert summary.embedder_batches == 4
+    assert summary.would_alter_typmod is True
+    assert summary.current_signature == OLD.signature()
+    assert summary.target_signature == NEW.signature()
+    assert counting.calls == 0
+    with base_schema.connect() as conn:
+        after = stored_vectors(conn)
+        assert read_registry(conn).signature == OLD.signature()
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_reembed_changes_dimension_and_search_still_works(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 100)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan())
+    assert report.rows_updated == 100
+    with base_schema.connect() as conn:
+        dims = conn.execute(sa.text("SELECT DISTINCT vector_dims(embedding) FROM knowledge_nodes")).scalars().all()
+        assert dims == [128]
+        assert column_typmod(conn) == 128
+        registry = read_registry(conn)
+        assert (registry.signature.name, registry.signature.dimension) == (NEW.name, 128)
+        probe_text = "memory number 5 talks about rust and async"
+        hits = vector_search(conn, NEW.embed_batch([probe_text])[0], 10)
+    assert hits
+    assert hits[0].content == probe_text
+    assert_all_in_space(base_schema, NEW, 100)
+
+
+def test_same_dimension_reembed_rewrites_every_vector(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 30, HashEmbedder(128))
+    other = _renamed(HashEmbedder(128), "other-128")
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, other, ReembedPlan())
+    assert report.rows_updated == 30
+    with base_schema.connect() as conn:
+        assert column_typmod(conn) == 128
+        assert read_registry(conn).signature == other.signature()
+        assert index_validity(conn) is True
+
+
+def test_rows_with_null_embedding_are_embedded(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 20, embed=False)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan())
+    assert report.rows_updated == 20
+    assert_all_in_space(base_schema, NEW, 20)
+
+
+def test_empty_table_switches_model(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 0)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan())
+    assert report.rows_updated == 0
+    with base_schema.connect() as conn:
+        assert read_registry(conn).signature == NEW.signature()
+        assert column_typmod(conn) == 128
+        assert index_validity(conn) is True
+
+
+@pytest.mark.parametrize("count", [2 * 8 - 1, 2 * 8, 2 * 8 + 1])
+def test_row_counts_at_batch_boundaries(base_schema: sa.Engine, count: int) -> None:
+    seeded(base_schema, count)
+    counting = CountingEmbedder(NEW)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, counting, ReembedPlan(batch_size=8))
+    assert report.rows_updated == count
+    assert counting.texts == count
+    assert counting.calls == -(-count // 8)
+    assert_all_in_space(base_schema, NEW, count)
+
+
+def test_keeping_the_index_on_same_dimension(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 20, HashEmbedder(128))
+    other = _renamed(HashEmbedder(128), "kept-index-128")
+    with base_schema.connect() as conn:
+        oid_before = conn.execute(sa.text(f"SELECT to_regclass('{HNSW_INDEX}')::oid")).scalar_one()
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, other, ReembedPlan(drop_hnsw_first=False))
+    assert report.rows_updated == 20
+    assert report.index_rebuild_secs == 0.0
+    with base_schema.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT to_regclass('{HNSW_INDEX}')::oid")).scalar_one() == oid_before
+
+
+def test_dimension_change_drops_index_despite_plan(base_schema: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    seeded(base_schema, 20)
+    with base_schema.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan(drop_hnsw_first=False))
+    assert "although drop_hnsw_first=False" in caplog.text
+    assert_all_in_space(base_schema, NEW, 20)
+
+
+def test_concurrent_index_rebuild(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 40)
+    with base_schema.connect() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan(concurrent_index=True, commit_batches=True, batch_size=16))
+    assert report.rows_updated == 40
+    assert report.index_rebuild_secs > 0
+    with base_schema.connect() as conn:
+        assert index_validity(conn) is True
+        assert "hnsw" in (index_definition(conn) or "")
+    assert_all_in_space(base_schema, NEW, 40)
+
+
+def test_approach_c_forced(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 30)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan(typmod_approach=TypmodApproach.NEW_COLUMN))
+    assert report.rows_updated == 30
+    with base_schema.connect() as conn:
+        assert column_typmod(conn) == 128
+        columns = (
+            conn.execute(
+                sa.text(
+                    "SELECT attname FROM pg_attribute "
+                    "WHERE attrelid = 'knowledge_nodes'::regclass AND attnum > 0 AND NOT attisdropped"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert "embedding_next" not in columns
+        assert index_validity(conn) is True
+    assert_all_in_space(base_schema, NEW, 30)
+
+
+def test_invalid_index_refuses_concurrent_run(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 10)
+    with base_schema.begin() as conn:
+        conn.execute(sa.text(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{HNSW_INDEX}'::regclass"))
+    with base_schema.connect() as conn, pytest.raises(ReembedError, match=r"INVALID.*DROP INDEX CONCURRENTLY"):
+        run_reembed(conn, NEW, ReembedPlan(concurrent_index=True, commit_batches=True))
+    with base_schema.connect() as conn:
+        assert read_registry(conn).signature == OLD.signature()
+        assert read_registry(conn).state is ModelState.READY
+
+
+def test_failure_in_atomic_mode_changes_nothing(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 30)
+    with base_schema.connect() as conn:
+        before = stored_vectors(conn)
+    failing = _FailingEmbedder(NEW, fail_on_call=3)
+    with pytest.raises(RuntimeError), base_schema.begin() as conn:
+        run_reembed(conn, failing, ReembedPlan(batch_size=8))
+    with base_schema.connect() as conn:
+        after = stored_vectors(conn)
+        assert column_typmod(conn) == 64
+        assert index_validity(conn) is True
+        assert read_registry(conn).signature == OLD.signature()
+        assert read_registry(conn).state is ModelState.READY
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_wrong_embedder_output_is_refused_before_writing(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 5)
+    with pytest.raises(ReembedError, match="NaN"), base_schema.begin() as conn:
+        run_reembed(conn, _NanEmbedder(NEW), ReembedPlan())
+
+
+def test_search_refuses_while_reembedding(base_schema: sa.Engine) -> None:
+    from vestige_embed.errors import SearchUnavailable
+    from vestige_embed.registry import set_state
+
+    seeded(base_schema, 5)
+    with base_schema.begin() as conn:
+        set_state(conn, ModelState.REEMBEDDING)
+    with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="reembedding"):
+        vector_search(conn, OLD.embed_batch(["x"])[0], 3)
+
+
+def test_search_refuses_probe_of_another_dimension(base_schema: sa.Engine) -> None:
+    from vestige_embed.errors import SearchUnavailable
+
+    seeded(base_schema, 5)
+    with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="64-d"):
+        vector_search(conn, NEW.embed_batch(["x"])[0], 3)
+
+
+def test_search_uses_the_hnsw_index_after_reembed(base_schema: sa.Engine) -> None:
+    from vestige_embed.search import search_statement
+
+    seeded(base_schema, 200)
+    with base_schema.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan())
+    with base_schema.connect() as conn:
+        conn.execute(sa.text("SET enable_seqscan = off"))
+        compiled = search_statement(NEW.embed_batch(["rust"])[0], 5).compile(
+            conn, compile_kwargs={"literal_binds": True}
+        )
+        plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {compiled}")).scalars())
+    assert f"Index Scan using {HNSW_INDEX}" in plan
+
+
+def test_rebuilt_index_matches_the_base_revision(base_schema: sa.Engine) -> None:
+    with base_schema.connect() as conn:
+        original = index_definition(conn)
+    seeded(base_schema, 10)
+    with base_schema.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan())
+    with base_schema.connect() as conn:
+        assert index_definition(conn) == original
+        conn.execute(sa.text(f"DROP INDEX {HNSW_INDEX}"))
+        create_index(conn)
+        assert index_definition(conn) == original
+
+
+class _renamed:  # noqa: N801  (reads as a function at call sites)
+    """Same vectors under another name: a different embedding space of equal size."""
+
+    def __init__(self, inner: HashEmbedder, name: str) -> None:
+        self.inner, self._name = inner, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def signature(self):  # type: ignore[no-untyped-def]
+        from vestige_embed.signature import ModelSignature
+
+        return ModelSignature(self._name, self.inner.dimension, self.inner.signature().hash)
+
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.embed_batch(texts)
+
+
+class _FailingEmbedder(CountingEmbedder):
+    def __init__(self, inner: HashEmbedder, fail_on_call: int) -> None:
+        super().__init__(inner)
+        self.fail_on_call = fail_on_call
+
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        if self.calls + 1 == self.fail_on_call:
+            raise RuntimeError("embedder failed on purpose")
+        return super().embed_batch(texts)
+
+
+class _NanEmbedder(CountingEmbedder):
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        out = super().embed_batch(texts)
+        out[0, 0] = np.nan
+        return out

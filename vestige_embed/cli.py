@@ -1,0 +1,235 @@
+"""The `vestige` command. Exit codes: 0 done (or nothing to do), 1 failure, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from vestige_embed.config import Settings, load_settings, redact, resolve_database_url
+from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
+
+log = logging.getLogger("vestige_embed.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_ALEMBIC_INI = "alembic.ini"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("aborted (Ctrl-C); a batched re-embed interrupted mid-pass must be re-run", file=sys.stderr)
+        return EXIT_FAILURE
+    except ModelIntegrityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (ConfigError, EmbedderError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except VestigeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sa.exc.OperationalError as e:
+        print(f"error: database: {e.orig}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vestige", description="Embedding-model changes for a pgvector store.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    migrate = commands.add_parser("migrate", help="re-embed, stage, status, revision")
+    actions = migrate.add_subparsers(required=True, metavar="ACTION")
+
+    reembed = actions.add_parser("reembed", help="re-embed every stored vector now (batched commits)")
+    _database_args(reembed)
+    _model_args(reembed, dimension_required=True)
+    reembed.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    reembed.add_argument(
+        "--drop-hnsw-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="drop the HNSW index before writing (default; forced on a dimension change)",
+    )
+    reembed.add_argument("--concurrent-index", action="store_true", help="rebuild with CREATE INDEX CONCURRENTLY")
+    reembed.add_argument("--dry-run", action="store_true", help="print what would happen; write nothing")
+    reembed.add_argument("--json", action="store_true", help="print the summary or report as JSON on stdout")
+    reembed.add_argument("--no-confirm", action="store_true", help="skip the 5-second Ctrl-C window")
+    reembed.set_defaults(handler=_reembed)
+
+    stage = actions.add_parser("stage", help="precompute the new model's vectors while search is served")
+    _database_args(stage)
+    _model_args(stage, dimension_required=False)
+    stage.add_argument("--batch-size", type=_positive, default=128)
+    stage.set_defaults(handler=_stage)
+
+    status = actions.add_parser("status", help="registry, revisions, column, index, rows")
+    _database_args(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    revision = actions.add_parser("revision", help="write a revision that re-embeds with MODEL")
+    _model_args(revision, dimension_required=False)
+    revision.add_argument("-m", "--message", help="revision message")
+    revision.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini (default ./alembic.ini)")
+    revision.set_defaults(handler=_revision)
+
+    demo = commands.add_parser("demo", help="the whole job on the embedded server, on a real corpus")
+    demo.add_argument("--config", default=DEFAULT_ALEMBIC_INI)
+    demo.set_defaults(handler=_demo)
+
+    models = commands.add_parser("models", help="assemble the offline all-MiniLM-L6-v2 folder")
+    models.set_defaults(handler=_models)
+    return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _database_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--postgres-url", help="database URL (default: VESTIGE_DATABASE_URL, alembic.ini, embedded)")
+    p.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini to read sqlalchemy.url from")
+
+
+def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool) -> None:
+    p.add_argument("--model", required=True, help="embedder name, e.g. sentence-transformers/all-MiniLM-L6-v2")
+    p.add_argument("--dimension", type=_positive, required=dimension_required, help="expected vector size")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(database_url=getattr(args, "postgres_url", None), ini_url=_ini_url(args.config))
+
+
+def _ini_url(path: str) -> str | None:
+    if not Path(path).is_file():
+        return None
+    from alembic.config import Config
+
+    return Config(path).get_main_option("sqlalchemy.url") or None
+
+
+def _engine(settings: Settings) -> sa.Engine:
+    url = resolve_database_url(settings)
+    log.info("database: %s", redact(url))
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def _emit_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    from vestige_embed.banner import warn_and_wait
+    from vestige_embed.embedders import resolve_embedder
+    from vestige_embed.engine import dry_run_reembed, run_reembed
+    from vestige_embed.plan import ReembedPlan
+    from vestige_embed.progress import progress_for
+
+    settings = _settings(args)
+    embedder = resolve_embedder(args.model, args.dimension)  # before connecting
+    plan = ReembedPlan(
+        batch_size=args.batch_size,
+        drop_hnsw_first=args.drop_hnsw_first,
+        concurrent_index=args.concurrent_index,
+        commit_batches=True,
+    )
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        if args.dry_run:
+            summary = dry_run_reembed(conn, embedder, plan)
+            for key, value in summary.to_json().items():
+                print(f"{key}: {value}", file=sys.stderr)
+            if args.json:
+                _emit_json(summary.to_json())
+            return EXIT_OK
+        from vestige_embed.registry import read_registry
+        from vestige_embed.schema import ModelState
+
+        registry = read_registry(conn)
+        conn.rollback()
+        if not (registry.signature == embedder.signature() and registry.state is ModelState.READY):
+            warn_and_wait(confirm=not args.no_confirm)
+        report = run_reembed(conn, embedder, plan, progress=progress_for("reembed"))
+        conn.commit()
+    print(report.summary_line())
+    if args.json:
+        _emit_json(report.to_json())
+    return EXIT_OK
+
+
+def _stage(args: argparse.Namespace) -> int:
+    from vestige_embed.embedders import resolve_embedder
+    from vestige_embed.progress import progress_for
+    from vestige_embed.staging import stage
+
+    settings = _settings(args)
+    embedder = resolve_embedder(args.model, args.dimension)
+    with _engine(settings).connect() as conn:
+        report = stage(conn, embedder, batch_size=args.batch_size, progress=progress_for("stage"))
+    print(report.summary_line())
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from vestige_embed.status import format_status, store_status
+
+    settings = _settings(args)
+    with _engine(settings).connect() as conn:
+        status: dict[str, Any] = {"alembic": {"current": MigrationContext.configure(conn).get_current_revision()}}
+        if Path(args.config).is_file():
+            status["alembic"]["head"] = ScriptDirectory.from_config(Config(args.config)).get_current_head()
+        status.update(store_status(conn))
+    if args.json:
+        _emit_json(status)
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+def _revision(args: argparse.Namespace) -> int:
+    from alembic.config import Config
+
+    from vestige_embed.revision import write_model_revision
+
+    if not Path(args.config).is_file():
+        raise ConfigError(f"{args.config} not found; run from the project folder or pass --config")
+    path = write_model_revision(Config(args.config), args.model, args.dimension, args.message)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vestige_embed.demo import run_demo
+
+    run_demo(Path(args.config))
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    from vestige_embed.embedders.model_files import assemble_offline_model
+
+    folder = assemble_offline_model(load_settings().models_dir)
+    print(f"models folder ready: {folder}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Settings, resolved once: explicit value, then environment, then alembic.ini, then default.
+
+This is the only module that reads environment variables; everything else gets a
+`Settings` (or plain values) passed in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from vestige_embed.errors import ConfigError
+
+DATABASE_URL_ENV = "VESTIGE_DATABASE_URL"
+PGDATA_ENV = "VESTIGE_PGDATA"
+MODELS_DIR_ENV = "VESTIGE_MODELS_DIR"
+STATE_DIR = Path(".vestige")
+DEFAULT_PGDATA = STATE_DIR / "pgdata"
+DEFAULT_MODELS_DIR = STATE_DIR / "models"
+DRIVER = "postgresql+psycopg"
+_ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the database and the model files are.
+
+    `database_url` is None when no server was named: the embedded server is used.
+    """
+
+    database_url: str | None
+    pgdata: Path
+    models_dir: Path
+
+
+def load_settings(
+    *,
+    database_url: str | None = None,
+    ini_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings: `database_url` (a flag), then the environment, then alembic.ini."""
+    env = os.environ if environ is None else environ
+    url = database_url or env.get(DATABASE_URL_ENV) or ini_url or None
+    return Settings(
+        database_url=normalize_url(url) if url else None,
+        pgdata=Path(env.get(PGDATA_ENV) or DEFAULT_PGDATA).absolute(),
+        models_dir=Path(env.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).absolute(),
+    )
+
+
+def normalize_url(url: str) -> str:
+    """Return the URL with the psycopg 3 driver; refuse other drivers and other databases."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"database URL is not a valid URL ({e}); expected postgresql://user@host/dbname") from e
+    if parsed.drivername not in _ACCEPTED_SCHEMES:
+        raise ConfigError(
+            f"database URL uses driver '{parsed.drivername}'; vestige-embed needs PostgreSQL "
+            f"through psycopg 3: write it as {DRIVER}://... or postgresql://..."
+        )
+    return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be printed: never with its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The URL to connect to, starting the embedded server when none was configured."""
+    if settings.database_url is not None:
+        return settings.database_url
+    from vestige_embed.embedded import embedded_database_url
+
+    return embedded_database_url(settings.pgdata)

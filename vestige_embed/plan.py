@@ -1,0 +1,83 @@
+"""What a re-embed is asked to do (`ReembedPlan`) and what it reports back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from vestige_embed.errors import ConfigError
+from vestige_embed.signature import ModelSignature
+from vestige_embed.typmod import TypmodApproach
+
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LOCK_TIMEOUT = "10s"
+DEFAULT_BUILD_MEMORY_CAP_MB = 2048
+DEFAULT_BUILD_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class ReembedPlan:
+    """How to run a re-embed. The defaults are the plan's; the CLI sets `commit_batches`.
+
+    - `commit_batches`: False runs everything in the caller's transaction (atomic, what an
+      Alembic revision gives); True commits after every batch (for very large tables).
+    - `typmod_approach`: `auto` (relax/tighten, approach C as fallback) or `new_column`.
+    - `lock_timeout`: how long DDL waits for the table before failing (PostgreSQL syntax).
+    - `maintenance_work_mem_mb`: None sizes it from rows x dimension, up to the cap.
+    - `use_staged`: take fresh vectors from the staging table when there are any.
+    """
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    drop_hnsw_first: bool = True
+    concurrent_index: bool = False
+    commit_batches: bool = False
+    typmod_approach: TypmodApproach = TypmodApproach.AUTO
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    maintenance_work_mem_mb: int | None = None
+    maintenance_work_mem_cap_mb: int = DEFAULT_BUILD_MEMORY_CAP_MB
+    max_parallel_maintenance_workers: int = DEFAULT_BUILD_WORKERS
+    use_staged: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_parallel_maintenance_workers < 0:
+            raise ConfigError("max_parallel_maintenance_workers must be 0 or more")
+        if self.maintenance_work_mem_mb is not None and self.maintenance_work_mem_mb < 1:
+            raise ConfigError("maintenance_work_mem_mb must be positive (or None to size it automatically)")
+        object.__setattr__(self, "typmod_approach", TypmodApproach(self.typmod_approach))
+
+
+@dataclass(frozen=True)
+class ReembedReport:
+    """One run. `duration_secs` runs from the first statement to the registry update,
+    minus `index_rebuild_secs`. `rows_from_staging` of the updated rows came precomputed."""
+
+    rows_updated: int
+    duration_secs: float
+    index_rebuild_secs: float
+    rows_from_staging: int = 0
+
+    def summary_line(self) -> str:
+        return (
+            f"rows_updated {self.rows_updated}  duration_secs {self.duration_secs:.3f}  "
+            f"index_rebuild_secs {self.index_rebuild_secs:.3f}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DryRunSummary:
+    """What a run would do. Computed without embedding or writing anything."""
+
+    rows_to_update: int
+    embedder_batches: int
+    estimated_walltime_secs: float
+    current_signature: ModelSignature
+    target_signature: ModelSignature
+    would_alter_typmod: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

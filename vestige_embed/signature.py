@@ -1,0 +1,22 @@
+"""The identity of an embedding space: which model, how many dimensions, which weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """Two vectors are comparable only if they were made under equal signatures."""
+
+    name: str
+    dimension: int
+    hash: str
+
+    def describe(self) -> str:
+        """Short human form, for logs: `name (384-d, sha256 1a2b3c4d5e6f)`."""
+        return f"{self.name} ({self.dimension}-d, sha256 {self.hash[:12]})"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
