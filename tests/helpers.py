@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -46,12 +51,17 @@ def memories(count: int) -> list[str]:
 
 
 def seed_store(
-    conn: sa.Connection, embedder: Embedder, contents: Sequence[str], *, embed: bool = True
+    conn: sa.Connection,
+    embedder: Embedder,
+    contents: Sequence[str],
+    *,
+    embed: bool = True,
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """Put the store on `embedder` (column typmod, registry) and insert `contents` with its vectors."""
     conn.execute(sa.text(alter_type_sql(embedder.dimension)))
     conn.execute(register_model(embedder.signature()))
-    ids = [uuid.uuid4() for _ in contents]
+    ids = list(ids) if ids is not None else [uuid.uuid4() for _ in contents]
     if ids:
         conn.execute(knowledge_nodes.insert(), [{"id": i, "content": c} for i, c in zip(ids, contents, strict=True)])
     if embed and ids:
@@ -74,3 +84,23 @@ def column_typmod(conn: sa.Connection) -> int:
             )
         ).scalar_one()
     )
+
+
+WORKER = Path(__file__).with_name("reembed_worker.py")
+KILL_AFTER = "wrote batch 3 "
+
+
+def kill_mid_pass(url: str, mode: str) -> str:
+    """Start the worker, SIGKILL it once it has written three batches; returns its log."""
+    env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(WORKER), url, mode], stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    log = []
+    for line in proc.stderr:
+        log.append(line)
+        if KILL_AFTER in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(log)
+    return "".join(log)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import column_typmod, memories, seed_store, stored_vectors
+from tests.helpers import column_typmod, kill_mid_pass, memories, seed_store, stored_vectors
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, vector_search
 from vestige_embed.errors import SearchUnavailable
 from vestige_embed.index import index_validity
@@ -20,25 +14,7 @@ from vestige_embed.registry import read_registry
 from vestige_embed.schema import ModelState
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
-WORKER = Path(__file__).with_name("reembed_worker.py")
 ROWS = 200
-KILL_AFTER = "wrote batch 3 "
-
-
-def kill_mid_pass(url: str, mode: str) -> str:
-    """Start the worker, SIGKILL it once it has written three batches; returns its log."""
-    env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
-    proc = subprocess.Popen([sys.executable, str(WORKER), url, mode], stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    log = []
-    for line in proc.stderr:
-        log.append(line)
-        if KILL_AFTER in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "".join(log)
-    return "".join(log)
 
 
 @pytest.fixture

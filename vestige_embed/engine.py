@@ -67,6 +67,7 @@ from vestige_embed.schema import (
     quoted,
 )
 from vestige_embed.signature import ModelSignature
+from vestige_embed.swap import swap_reembed
 from vestige_embed.vector_io import register_binary_arrays, write_unnest
 
 log = logging.getLogger("vestige_embed.reembed")
@@ -157,7 +158,12 @@ class _Run:
             target.describe(),
             "batched commits" if plan.commit_batches else "atomic",
         )
+        if plan.concurrent_index and plan.use_staged and staging.staging_exists(conn):
+            return swap_reembed(
+                conn, self.embedder, plan, target, autocommit_block=self.autocommit_block, progress=self.progress
+            )
         self._session_settings()
+        window = time.perf_counter()
         set_state(conn, ModelState.REEMBEDDING)
         self._checkpoint()
 
@@ -197,6 +203,7 @@ class _Run:
         if self.plan.use_staged:
             staging.drop_staging(conn)
         conn.execute(register_model(target))
+        window_secs = time.perf_counter() - window
         self._checkpoint()
         total = time.perf_counter() - started
         report = ReembedReport(
@@ -204,6 +211,7 @@ class _Run:
             duration_secs=round(total - index_secs, 6),
             index_rebuild_secs=round(index_secs, 6),
             rows_from_staging=from_staging,
+            window_secs=round(window_secs, 6),
         )
         log.info("reembed: done: %s", report.summary_line())
         return report

@@ -57,6 +57,10 @@ def header(target: ModelSignature, plan: ReembedPlan) -> str:
 
 
 def guard_block(target: ModelSignature) -> str:
+    """Stops the script before any change unless every row has a fresh staged vector.
+
+    No `%` anywhere: Alembic's offline output doubles it for the driver's paramstyle.
+    """
     s = staging.c
     missing = compiled(
         sa.select(sa.literal_column("count(*)"))
@@ -73,7 +77,7 @@ BEGIN
     END IF;
     {missing.replace("SELECT count(*)", "SELECT count(*) INTO missing", 1)};
     IF missing > 0 THEN
-        RAISE EXCEPTION 'vestige: % rows have no fresh staged vector for {target.name} ({target.dimension}-d): added or edited since staging. Run `{command}` again, then run this script again. Nothing was changed.', missing;
+        RAISE EXCEPTION USING MESSAGE = 'vestige: ' || missing || ' rows have no fresh staged vector for {target.name} ({target.dimension}-d): added or edited since staging. Run `{command}` again, then run this script again. Nothing was changed.';
     END IF;
 END
 $vestige_guard$"""

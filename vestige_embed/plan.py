@@ -51,12 +51,14 @@ class ReembedPlan:
 @dataclass(frozen=True)
 class ReembedReport:
     """One run. `duration_secs` runs from the first statement to the registry update,
-    minus `index_rebuild_secs`. `rows_from_staging` of the updated rows came precomputed."""
+    minus `index_rebuild_secs`. `rows_from_staging` of the updated rows came precomputed.
+    `window_secs`: from the first statement that blocks search to the registry update."""
 
     rows_updated: int
     duration_secs: float
     index_rebuild_secs: float
     rows_from_staging: int = 0
+    window_secs: float = 0.0
 
     def summary_line(self) -> str:
         return (

@@ -32,9 +32,11 @@ _WIDTH = 100
 
 def load_corpus(conn: sa.Connection, docs: list[Doc]) -> int:
     """Insert the docs that are not there yet (stable ids); returns how many were new."""
+    count = sa.select(sa.func.count()).select_from(knowledge_nodes)
+    before = conn.execute(count).scalar_one()
     rows = [{"id": d.id, "content": d.content} for d in docs]
-    result = conn.execute(insert(knowledge_nodes).on_conflict_do_nothing(index_elements=["id"]), rows)
-    return int(result.rowcount)
+    conn.execute(insert(knowledge_nodes).on_conflict_do_nothing(index_elements=["id"]), rows)
+    return int(conn.execute(count).scalar_one() - before)
 
 
 def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256) -> int:

@@ -1,0 +1,136 @@
+"""Maintenance window of a model change: in place vs staged, with the real MiniLM.
+
+The window is the time from the first statement that blocks search to the registry
+update (`ReembedReport.window_secs`). Measured at 20,000 rows (stdlib docstrings,
+cycled with a row number so every text is distinct), moving from vestige/hash-256 to
+all-MiniLM-L6-v2, on a private embedded PostgreSQL:
+
+- in place: the Alembic revision's path (atomic; embed every row inside the window);
+- staged, approach B: relax the typmod, apply staged vectors, tighten, build the index;
+- staged, approach C: apply into a new `vector(384)` column, drop and rename, build;
+- staged swap: the new column and its index built CONCURRENTLY before the window.
+
+Run: `make bench` or `.venv/bin/python scripts/bench_window.py [--rows N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
+from vestige_embed.demo.corpus import stdlib_docs
+from vestige_embed.embedded import ensure_database, server_url, start_server
+from vestige_embed.registry import register_model
+from vestige_embed.schema import knowledge_nodes
+from vestige_embed.typmod import TypmodApproach
+from vestige_embed.vector_io import register_binary_arrays, write_unnest
+
+ROOT = Path(__file__).resolve().parent.parent
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEMPLATE = "window_template"
+
+
+def texts(rows: int) -> list[str]:
+    docs = [d.content for d in stdlib_docs()]
+    return [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
+
+
+def build_template(server: object, rows: int) -> float:
+    """A database at 0001 with `rows` rows on hash-256 and MiniLM vectors staged; returns staging secs."""
+    ensure_database(server, TEMPLATE)
+    url = server_url(server, TEMPLATE).render_as_string(hide_password=False)
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "0001")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    old = HashEmbedder(256)
+    contents = texts(rows)
+    with engine.begin() as conn:
+        conn.execute(register_model(old.signature()))
+        ids = (
+            conn.execute(
+                knowledge_nodes.insert().returning(knowledge_nodes.c.id, sort_by_parameter_order=True),
+                [{"content": c} for c in contents],
+            )
+            .scalars()
+            .all()
+        )
+        register_binary_arrays(conn)
+        for start in range(0, rows, 1000):
+            write_unnest(conn, "embedding", ids[start : start + 1000], old.embed_batch(contents[start : start + 1000]))
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        stage(conn, resolve_embedder(MINILM, 384))
+    staged = time.perf_counter() - started
+    engine.dispose()
+    return staged
+
+
+def copy_of_template(server: object, name: str, *, keep_staging: bool) -> sa.Engine:
+    info = server.get_postmaster_info()  # type: ignore[attr-defined]
+    with psycopg.connect(
+        host=str(info.socket_dir), port=info.port, user="postgres", dbname="postgres", autocommit=True
+    ) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    engine = sa.create_engine(
+        server_url(server, name).render_as_string(hide_password=False), poolclass=sa.pool.NullPool
+    )
+    if not keep_staging:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE knowledge_nodes_reembed_staging"))
+    return engine
+
+
+def measure(server: object, name: str, plan: ReembedPlan, *, staged: bool) -> tuple[float, float, float]:
+    engine = copy_of_template(server, name, keep_staging=staged)
+    embedder = resolve_embedder(MINILM, 384)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        report = run_reembed(conn, embedder, plan)
+        conn.commit()
+    total = time.perf_counter() - started
+    engine.dispose()
+    return report.window_secs, total, report.index_rebuild_secs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="vestige-bench-window-") as tmp:
+        server = start_server(Path(tmp) / "pgdata")
+        print(f"rows: {args.rows}  model: hash-256 -> {MINILM}  cpus: {os.cpu_count()}")
+        staging_secs = build_template(server, args.rows)
+        print(f"staging (outside the window, search served): {staging_secs:.1f} s")
+        variants = [
+            ("in place (alembic upgrade)", ReembedPlan(), False),
+            ("staged, approach B", ReembedPlan(typmod_approach=TypmodApproach.AUTO), True),
+            ("staged, approach C", ReembedPlan(typmod_approach=TypmodApproach.NEW_COLUMN), True),
+            ("staged swap, prebuilt index", ReembedPlan(concurrent_index=True, commit_batches=True), True),
+        ]
+        results = {}
+        print(f"{'variant':32} {'window s':>9} {'total s':>9} {'index s':>9}")
+        for i, (label, plan, staged) in enumerate(variants):
+            window, total, index_secs = measure(server, f"variant_{i}", plan, staged=staged)
+            results[label] = window
+            print(f"{label:32} {window:9.2f} {total:9.2f} {index_secs:9.2f}")
+        in_place = results["in place (alembic upgrade)"]
+        for label, window in list(results.items())[1:]:
+            ratio = window / in_place
+            verdict = "PASS" if ratio <= 0.1 else "FAIL"
+            print(f"{label:32} window / in-place = {ratio:.3f}  (target <= 0.100: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The demo's corpus and the point of the whole job: a better model gives better search."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from vestige_embed import ReembedPlan, resolve_embedder, run_reembed
+from vestige_embed.demo.corpus import QUERIES, stdlib_docs
+from vestige_embed.demo.runner import HIT_RATE_K, embed_missing, hit_rate, load_corpus
+from vestige_embed.schema import knowledge_nodes
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_corpus_is_thousands_of_stdlib_docstrings_with_every_answer_present() -> None:
+    docs = stdlib_docs()
+    names = {d.qualname for d in docs}
+    assert len(docs) > 2000
+    assert len(QUERIES) >= 10
+    for query in QUERIES:
+        assert names & set(query.answers), query.text
+
+
+def test_loading_the_corpus_twice_does_not_duplicate_rows(base_schema: sa.Engine) -> None:
+    docs = stdlib_docs()[:300]
+    with base_schema.begin() as conn:
+        assert load_corpus(conn, docs) == 300
+        assert load_corpus(conn, docs) == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one() == 300
+
+
+def test_minilm_finds_the_right_answer_more_often_than_hashing(
+    base_schema: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with base_schema.begin() as conn:
+        load_corpus(conn, stdlib_docs())
+        hashing = resolve_embedder("vestige/hash-256", 256)
+        embed_missing(conn, hashing)
+        hash_hits = hit_rate(conn, hashing)
+        minilm = resolve_embedder(MINILM, 384)
+        run_reembed(conn, minilm, ReembedPlan())
+        minilm_hits = hit_rate(conn, minilm)
+    with capsys.disabled():
+        print(
+            f"\n[demo corpus] right answer in top {HIT_RATE_K} of {len(QUERIES)} queries: "
+            f"vestige/hash-256 {hash_hits}/{len(QUERIES)}, {MINILM} {minilm_hits}/{len(QUERIES)}"
+        )
+    assert minilm_hits > hash_hits

