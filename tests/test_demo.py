@@ -47,3 +47,12 @@ def test_minilm_finds_the_right_answer_more_often_than_hashing(
             f"vestige/hash-256 {hash_hits}/{len(QUERIES)}, {MINILM} {minilm_hits}/{len(QUERIES)}"
         )
     assert minilm_hits > hash_hits
+
+
+def test_demo_refuses_a_configured_database() -> None:
+    from tests.cli_helpers import run_tool
+
+    result = run_tool("vestige", "demo", url="postgresql://someone:s3cret@prod.example/memories")
+    assert result.returncode == 2
+    assert "only runs on the embedded server" in result.stderr
+    assert "s3cret" not in result.stderr

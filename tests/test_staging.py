@@ -340,3 +340,14 @@ def _autocommit_block(conn: sa.Connection):  # type: ignore[no-untyped-def]
             conn.execution_options(isolation_level="READ COMMITTED")
 
     return block
+
+
+def test_vectors_staged_for_another_model_survive_a_change(store: sa.Engine) -> None:
+    with store.connect() as conn:
+        stage(conn, HashEmbedder(64), batch_size=16)
+    with store.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan())
+    with store.connect() as conn:
+        assert staging_exists(conn)
+        staged = conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes_reembed_staging")).scalar_one()
+    assert staged == ROWS

@@ -165,9 +165,10 @@ def _reembed(args: argparse.Namespace) -> int:
             warn_and_wait(confirm=not args.no_confirm)
         report = run_reembed(conn, embedder, plan, progress=progress_for("reembed"))
         conn.commit()
-    print(report.summary_line())
     if args.json:
         _emit_json(report.to_json())
+    else:
+        print(report.summary_line())
     return EXIT_OK
 
 

@@ -201,7 +201,7 @@ class _Run:
 
         # Step 7: the registry names the new model; search may be served again.
         if self.plan.use_staged:
-            staging.drop_staging(conn)
+            staging.release_staging(conn, target)
         conn.execute(register_model(target))
         window_secs = time.perf_counter() - window
         self._checkpoint()

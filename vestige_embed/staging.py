@@ -89,6 +89,16 @@ def drop_staging(conn: Connection) -> None:
     staging.drop(conn, checkfirst=True)
 
 
+def release_staging(conn: Connection, target: ModelSignature) -> None:
+    """After a successful change to `target`: its staged rows are spent; vectors staged for
+    another model are kept (they stay valid for rows whose content does not change)."""
+    if not staging_exists(conn):
+        return
+    conn.execute(staging.delete().where(signature_matches(target)))
+    if conn.execute(sa.select(staging.c.id).limit(1)).first() is None:
+        drop_staging(conn)
+
+
 def stage(
     conn: Connection,
     embedder: Embedder,

@@ -120,7 +120,7 @@ def swap_reembed(
     window = time.perf_counter()
     typmod.swap_new_column(conn)
     conn.execute(sa.text(f"ALTER INDEX {quoted(NEXT_HNSW_INDEX)} RENAME TO {quoted(HNSW_INDEX)}"))
-    staging.drop_staging(conn)
+    staging.release_staging(conn, target)
     conn.execute(register_model(target))
     window_secs = time.perf_counter() - window
     if plan.commit_batches:

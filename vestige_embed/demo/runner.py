@@ -17,6 +17,7 @@ from vestige_embed.config import load_settings, redact, resolve_database_url
 from vestige_embed.demo.corpus import QUERIES, Doc, Query, stdlib_docs
 from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.embedders.base import Matrix
+from vestige_embed.errors import ConfigError
 from vestige_embed.pipeline import NoProgress, run_pipeline, stream_batches
 from vestige_embed.registry import read_registry
 from vestige_embed.schema import EMBEDDING, knowledge_nodes
@@ -74,14 +75,19 @@ def show_searches(conn: sa.Connection) -> None:
 
 
 def run_demo(config_path: Path) -> None:
-    settings = load_settings()
-    url = resolve_database_url(settings)
     config = Config(str(config_path))
+    settings = load_settings(ini_url=config.get_main_option("sqlalchemy.url"))
+    if settings.database_url is not None:
+        raise ConfigError(
+            f"the demo downgrades and reloads its database, so it only runs on the embedded server, "
+            f"but a database is configured ({redact(settings.database_url)}). "
+            "Unset VESTIGE_DATABASE_URL (and sqlalchemy.url in alembic.ini) to run it."
+        )
+    url = resolve_database_url(settings)
     head = ScriptDirectory.from_config(config).get_current_head()
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     print(f"vestige-embed demo on {redact(url)}")
-    if settings.database_url is None:
-        print(f"(the embedded PostgreSQL + pgvector; data folder {settings.pgdata})")
+    print(f"(the embedded PostgreSQL + pgvector; data folder {settings.pgdata})")
 
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
