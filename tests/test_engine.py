@@ -304,3 +304,11 @@ class _NanEmbedder(CountingEmbedder):
         out = super().embed_batch(texts)
         out[0, 0] = np.nan
         return out
+
+
+def test_target_wider_than_hnsw_allows_is_refused_before_writing(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 5)
+    counting = CountingEmbedder(HashEmbedder(2001))
+    with pytest.raises(ReembedError, match="at most 2000"), base_schema.begin() as conn:
+        run_reembed(conn, counting, ReembedPlan())
+    assert counting.calls == 0

@@ -60,6 +60,7 @@ from vestige_embed.registry import read_registry, register_model, set_state
 from vestige_embed.schema import (
     EMBEDDING,
     HNSW_INDEX,
+    HNSW_MAX_DIMENSION,
     KNOWLEDGE_NODES,
     NEXT_EMBEDDING,
     ModelState,
@@ -146,6 +147,11 @@ class _Run:
         if current.signature == target and current.state is ModelState.READY:
             log.info("reembed: registry already holds %s and is ready; nothing to do", target.describe())
             return ReembedReport(rows_updated=0, duration_secs=0.0, index_rebuild_secs=0.0)
+        if target.dimension > HNSW_MAX_DIMENSION:
+            raise ReembedError(
+                f"{target.name} produces {target.dimension}-d vectors; pgvector's HNSW index on `vector` "
+                f"takes at most {HNSW_MAX_DIMENSION}. Choose a model of at most {HNSW_MAX_DIMENSION} dimensions."
+            )
         started = time.perf_counter()
         if plan.concurrent_index and index.index_validity(conn, HNSW_INDEX) is False:
             raise ReembedError(

@@ -67,20 +67,26 @@ def guard_block(target: ModelSignature) -> str:
         .select_from(knowledge_nodes)
         .where(~fresh_staged(target).where(sa.func.vector_dims(s.embedding) == target.dimension))
     )
-    command = stage_command(target)
+    command = _sql_text(stage_command(target))
+    name = _sql_text(target.name)
     return f"""DO $vestige_guard$
 DECLARE
     missing bigint;
 BEGIN
     IF to_regclass('{quoted(STAGING)}') IS NULL THEN
-        RAISE EXCEPTION 'vestige: table {STAGING} does not exist: nothing is staged for {target.name}. Run `{command}`, then run this script again. Nothing was changed.';
+        RAISE EXCEPTION 'vestige: table {STAGING} does not exist: nothing is staged for {name}. Run `{command}`, then run this script again. Nothing was changed.';
     END IF;
     {missing.replace("SELECT count(*)", "SELECT count(*) INTO missing", 1)};
     IF missing > 0 THEN
-        RAISE EXCEPTION USING MESSAGE = 'vestige: ' || missing || ' rows have no fresh staged vector for {target.name} ({target.dimension}-d): added or edited since staging. Run `{command}` again, then run this script again. Nothing was changed.';
+        RAISE EXCEPTION USING MESSAGE = 'vestige: ' || missing || ' rows have no fresh staged vector for {name} ({target.dimension}-d): added or edited since staging. Run `{command}` again, then run this script again. Nothing was changed.';
     END IF;
 END
 $vestige_guard$"""
+
+
+def _sql_text(value: str) -> str:
+    """`value` as the inside of a single-quoted SQL literal."""
+    return value.replace("'", "''")
 
 
 def offline_reembed_script(target: ModelSignature, plan: ReembedPlan) -> list[str]:
