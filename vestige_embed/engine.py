@@ -192,7 +192,9 @@ class _Run:
         self._checkpoint()
 
         # Steps 3-4: the data pass.
+        data_pass = time.perf_counter()
         rows, from_staging = self._data_pass(target, column)
+        data_pass_secs = time.perf_counter() - data_pass
 
         # Step 5 (second half): the integrity gate.
         if column == NEXT_EMBEDDING:
@@ -218,6 +220,7 @@ class _Run:
             index_rebuild_secs=round(index_secs, 6),
             rows_from_staging=from_staging,
             window_secs=round(window_secs, 6),
+            data_pass_secs=round(data_pass_secs, 6),
         )
         log.info("reembed: done: %s", report.summary_line())
         return report

@@ -52,13 +52,15 @@ class ReembedPlan:
 class ReembedReport:
     """One run. `duration_secs` runs from the first statement to the registry update,
     minus `index_rebuild_secs`. `rows_from_staging` of the updated rows came precomputed.
-    `window_secs`: from the first statement that blocks search to the registry update."""
+    `window_secs`: from the first statement that blocks search to the registry update.
+    `data_pass_secs`: streaming, embedding and writing alone (steps 3-4)."""
 
     rows_updated: int
     duration_secs: float
     index_rebuild_secs: float
     rows_from_staging: int = 0
     window_secs: float = 0.0
+    data_pass_secs: float = 0.0
 
     def summary_line(self) -> str:
         return (
