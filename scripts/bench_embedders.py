@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _bench_common import peak_rss_mb
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCHES = (32, 128, 512)
@@ -30,15 +33,6 @@ _PROSE = (
     "transaction commit rollback schema migration revision deploy release pipeline operator window"
 )
 _WORDS = _PROSE.split()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the
-    parent across fork and exec, so a child would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def short_texts(n: int) -> list[str]:

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from _bench_common import peak_rss_mb
 from _bench_db import fresh_database, seed
 
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
@@ -41,15 +42,6 @@ from vestige_embed.vector_io import register_binary_arrays, write_copy, write_pe
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH = 128
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the
-    parent across fork and exec, so a child would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def memories(n: int) -> list[str]:

@@ -17,24 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_db import fresh_database, seed
 
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
 from vestige_embed.demo.corpus import stdlib_docs
-from vestige_embed.embedded import ensure_database, server_url, start_server
-from vestige_embed.registry import register_model
-from vestige_embed.schema import knowledge_nodes
+from vestige_embed.embedded import server_url, start_server
 from vestige_embed.typmod import TypmodApproach
-from vestige_embed.vector_io import register_binary_arrays, write_unnest
 
-ROOT = Path(__file__).resolve().parent.parent
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEMPLATE = "window_template"
 
@@ -46,28 +44,8 @@ def texts(rows: int) -> list[str]:
 
 def build_template(server: object, rows: int) -> float:
     """A database at 0001 with `rows` rows on hash-256 and MiniLM vectors staged; returns staging secs."""
-    ensure_database(server, TEMPLATE)
-    url = server_url(server, TEMPLATE).render_as_string(hide_password=False)
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "0001")
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    old = HashEmbedder(256)
-    contents = texts(rows)
-    with engine.begin() as conn:
-        conn.execute(register_model(old.signature()))
-        ids = (
-            conn.execute(
-                knowledge_nodes.insert().returning(knowledge_nodes.c.id, sort_by_parameter_order=True),
-                [{"content": c} for c in contents],
-            )
-            .scalars()
-            .all()
-        )
-        register_binary_arrays(conn)
-        for start in range(0, rows, 1000):
-            write_unnest(conn, "embedding", ids[start : start + 1000], old.embed_batch(contents[start : start + 1000]))
+    engine = fresh_database(server, TEMPLATE)
+    seed(engine, HashEmbedder(256), texts(rows))
     started = time.perf_counter()
     with engine.connect() as conn:
         stage(conn, resolve_embedder(MINILM, 384))

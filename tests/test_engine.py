@@ -312,3 +312,33 @@ def test_target_wider_than_hnsw_allows_is_refused_before_writing(base_schema: sa
     with pytest.raises(ReembedError, match="at most 2000"), base_schema.begin() as conn:
         run_reembed(conn, counting, ReembedPlan())
     assert counting.calls == 0
+
+
+def test_atomic_run_makes_writers_wait_until_it_ends(base_schema: sa.Engine) -> None:
+    import threading
+
+    seeded(base_schema, 20)
+    gate, release = threading.Event(), threading.Event()
+
+    class Gated(CountingEmbedder):
+        def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+            gate.set()
+            release.wait(timeout=30)
+            return super().embed_batch(texts)
+
+    def run() -> None:
+        with base_schema.begin() as conn:
+            run_reembed(conn, Gated(NEW), ReembedPlan())
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert gate.wait(timeout=30)
+        with base_schema.connect() as conn:
+            conn.execute(sa.text("SET lock_timeout = '200ms'"))
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                conn.execute(sa.text("INSERT INTO knowledge_nodes (content) VALUES ('written during the run')"))
+    finally:
+        release.set()
+        worker.join(timeout=60)
+    assert_all_in_space(base_schema, NEW, 20)

@@ -28,6 +28,10 @@ column type, index and registry are exactly as before. With `concurrent_index=Tr
 transaction is committed before `CREATE INDEX CONCURRENTLY` (it cannot run inside one);
 from then on the batched-mode rules apply.
 
+Writers wait for atomic mode's table lock. Batched mode cannot hold a lock across its
+commits: stop the application's writes (the banner says so); a row written meanwhile by
+the old model fails the tightening on a dimension change, but not on a same-size change.
+
 Batched mode (`commit_batches=True`, what `vestige migrate reembed` uses): every batch is
 committed and logged as `reembed: wrote batch N (M rows)`. The registry says
 `reembedding` from before the first write until step 7. If the run dies in between, the
@@ -169,6 +173,10 @@ class _Run:
                 conn, self.embedder, plan, target, autocommit_block=self.autocommit_block, progress=self.progress
             )
         self._session_settings()
+        if not plan.commit_batches:
+            # Writers wait (readers do not) until the transaction ends, so no row can slip
+            # in with a vector of the old model after the cursor's snapshot.
+            conn.execute(sa.text(f"LOCK TABLE {quoted(KNOWLEDGE_NODES)} IN SHARE ROW EXCLUSIVE MODE"))
         window = time.perf_counter()
         set_state(conn, ModelState.REEMBEDDING)
         self._checkpoint()

@@ -1,0 +1,14 @@
+"""Shared by the benchmark scripts, with no heavy imports (children measure their own RSS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a child would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
