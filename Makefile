@@ -7,7 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-export HF_HUB_OFFLINE ?= 1
+# Demo and tests use only the offline model folder; other targets may download models.
+OFFLINE := HF_HUB_OFFLINE=1
 # What every target needs first; the tests set DEPS= to run targets in their own venv.
 DEPS ?= $(STAMP)
 
@@ -31,10 +32,10 @@ models: $(DEPS)
 	@$(BIN)/vestige models >&2
 
 demo: models
-	$(BIN)/vestige demo
+	$(OFFLINE) $(BIN)/vestige demo
 
 test: models
-	$(PY) -m pytest
+	$(OFFLINE) $(PY) -m pytest
 
 lint: $(DEPS)
 	$(BIN)/ruff check .
