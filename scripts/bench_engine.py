@@ -103,8 +103,11 @@ def main() -> None:
     rss_sizes = (4_000, 20_000) if args.quick else (20_000, 100_000)
     index_rows = 4_000 if args.quick else 50_000
     print(f"cpus: {os.cpu_count()}  rows: {rows}  batch: {BATCH}")
-    with tempfile.TemporaryDirectory(prefix="vestige-bench-engine-") as tmp:
-        server = start_server(Path(tmp) / "pgdata")
+    # Stop the server before its data folder is deleted (not at interpreter exit).
+    with (
+        tempfile.TemporaryDirectory(prefix="vestige-bench-engine-") as tmp,
+        start_server(Path(tmp) / "pgdata") as server,
+    ):
         engine = fresh_database(server, "bench")
         ids = seed(engine, HashEmbedder(256), memories(rows))
 

@@ -86,8 +86,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with tempfile.TemporaryDirectory(prefix="vestige-bench-window-") as tmp:
-        server = start_server(Path(tmp) / "pgdata")
+    # Stop the server before its data folder is deleted (not at interpreter exit).
+    with (
+        tempfile.TemporaryDirectory(prefix="vestige-bench-window-") as tmp,
+        start_server(Path(tmp) / "pgdata") as server,
+    ):
         print(f"rows: {args.rows}  model: hash-256 -> {MINILM}  cpus: {os.cpu_count()}")
         staging_secs = build_template(server, args.rows)
         print(f"staging (outside the window, search served): {staging_secs:.1f} s")
