@@ -36,8 +36,7 @@ from _bench_db import fresh_database, seed
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
 from vestige_embed.demo.corpus import stdlib_docs
 from vestige_embed.embedded import start_server
-from vestige_embed.index import apply_settings, build_settings, create_index, drop_index
-from vestige_embed.plan import DEFAULT_BUILD_MEMORY_CAP_MB, DEFAULT_BUILD_WORKERS
+from vestige_embed.index import apply_settings, create_index, drop_index
 from vestige_embed.vector_io import register_binary_arrays, write_copy, write_per_row, write_unnest
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -146,9 +145,7 @@ def main() -> None:
 
         engine = fresh_database(server, "bench")
         seed(engine, HashEmbedder(384), memories(index_rows))
-        settings = build_settings(
-            index_rows, 384, cap_mb=DEFAULT_BUILD_MEMORY_CAP_MB, workers=DEFAULT_BUILD_WORKERS, explicit_mb=None
-        )
+        settings = ReembedPlan().index_build_settings(index_rows, 384)
         timings = {}
         for label, chosen in (("engine settings", settings), ("PostgreSQL defaults", None)):
             with engine.begin() as conn:

@@ -58,7 +58,7 @@ from sqlalchemy.engine import Connection
 from vestige_embed import index, staging, typmod
 from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.errors import ReembedError
-from vestige_embed.pipeline import NoProgress, Progress, run_pipeline, stream_batches
+from vestige_embed.pipeline import NoProgress, Progress, count_rows, run_pipeline, stream_batches
 from vestige_embed.plan import DryRunSummary, ReembedPlan, ReembedReport
 from vestige_embed.registry import read_registry, register_model, set_state
 from vestige_embed.schema import (
@@ -68,7 +68,6 @@ from vestige_embed.schema import (
     KNOWLEDGE_NODES,
     NEXT_EMBEDDING,
     ModelState,
-    knowledge_nodes,
     quoted,
 )
 from vestige_embed.signature import ModelSignature
@@ -104,7 +103,7 @@ def dry_run_reembed(conn: Connection, embedder: Embedder, plan: ReembedPlan | No
     current = read_registry(conn)
     target = embedder.signature()
     noop = current.signature == target and current.state is ModelState.READY
-    rows = 0 if noop else _count_rows(conn)
+    rows = 0 if noop else count_rows(conn)
     index_secs = 0.0 if noop else DRY_RUN_INDEX_SECS * max(1.0, rows / DRY_RUN_INDEX_ROWS)
     return DryRunSummary(
         rows_to_update=rows,
@@ -114,10 +113,6 @@ def dry_run_reembed(conn: Connection, embedder: Embedder, plan: ReembedPlan | No
         target_signature=target,
         would_alter_typmod=current.signature.dimension != target.dimension,
     )
-
-
-def _count_rows(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one())
 
 
 class _Run:
@@ -253,7 +248,7 @@ class _Run:
             remaining = ~staging.fresh_staged(target)
             log.info("reembed: applied %d staged vectors", from_staging)
             self._checkpoint()
-        total = _count_rows(conn) - from_staging
+        total = count_rows(conn) - from_staging
         self.progress.start(total)
 
         def write(ids: list[uuid.UUID], vectors: Matrix) -> int:
@@ -286,26 +281,13 @@ class _Run:
     def _rebuild_index(self, rows: int, dimension: int) -> float:
         if index.index_validity(self.conn, HNSW_INDEX) is not None:
             return 0.0
-        settings = index.build_settings(
-            rows,
-            dimension,
-            cap_mb=self.plan.maintenance_work_mem_cap_mb,
-            workers=self.plan.max_parallel_maintenance_workers,
-            explicit_mb=self.plan.maintenance_work_mem_mb,
-        )
+        settings = self.plan.index_build_settings(rows, dimension)
         log.info("reembed: building %s (%s)", HNSW_INDEX, ", ".join(f"{k}={v}" for k, v in settings.items()))
-        started = time.perf_counter()
         if self.plan.concurrent_index:
             with self.autocommit_block():
-                previous = index.apply_settings(self.conn, settings, local=False)
-                try:
-                    index.create_index(self.conn, concurrently=True)
-                finally:
-                    index.apply_settings(self.conn, previous, local=False)
+                seconds = index.build_index(self.conn, settings, concurrently=True)
         else:
-            index.apply_settings(self.conn, settings, local=True)
-            index.create_index(self.conn)
-        seconds = time.perf_counter() - started
+            seconds = index.build_index(self.conn, settings)
         log.info("reembed: built %s in %.1f s", HNSW_INDEX, seconds)
         return seconds
 

@@ -7,6 +7,8 @@ build is sized from the row count and dimension, and gets parallel workers.
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -70,6 +72,29 @@ def build_settings(rows: int, dimension: int, *, cap_mb: int, workers: int, expl
     """The session settings of an index build, as `set_config` takes them."""
     memory = explicit_mb if explicit_mb is not None else build_memory_mb(rows, dimension, cap_mb)
     return {"maintenance_work_mem": f"{memory}MB", "max_parallel_maintenance_workers": str(workers)}
+
+
+def build_index(
+    conn: Connection,
+    settings: dict[str, str],
+    column: str = EMBEDDING,
+    *,
+    name: str = HNSW_INDEX,
+    concurrently: bool = False,
+) -> float:
+    """Build the index with `settings`; returns seconds. Plain: transaction-local settings.
+    Concurrently (in autocommit): session settings, restored afterwards."""
+    started = time.perf_counter()
+    if not concurrently:
+        apply_settings(conn, settings, local=True)
+        create_index(conn, column, name=name)
+        return time.perf_counter() - started
+    previous = apply_settings(conn, settings, local=False)
+    try:
+        create_index(conn, column, name=name, concurrently=True)
+    finally:
+        apply_settings(conn, previous, local=False)
+    return time.perf_counter() - started
 
 
 def apply_settings(conn: Connection, settings: dict[str, str], *, local: bool) -> dict[str, str]:

@@ -47,6 +47,14 @@ class NoProgress:
         pass
 
 
+def count_rows(conn: Connection, where: sa.ColumnElement[bool] | None = None) -> int:
+    """Rows of `knowledge_nodes` (matching `where`): progress totals and dry-run counts."""
+    query = sa.select(sa.func.count()).select_from(knowledge_nodes)
+    if where is not None:
+        query = query.where(where)
+    return int(conn.execute(query).scalar_one())
+
+
 def stream_batches(conn: Connection, batch_size: int, where: sa.ColumnElement[bool] | None = None) -> Iterator[Batch]:
     """`(ids, contents)` in primary-key order through a server-side cursor, `batch_size` at a time."""
     t = knowledge_nodes.c

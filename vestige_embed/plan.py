@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vestige_embed.errors import ConfigError
+from vestige_embed.index import build_settings
 from vestige_embed.signature import ModelSignature
 from vestige_embed.typmod import TypmodApproach
 
@@ -37,6 +38,16 @@ class ReembedPlan:
     maintenance_work_mem_cap_mb: int = DEFAULT_BUILD_MEMORY_CAP_MB
     max_parallel_maintenance_workers: int = DEFAULT_BUILD_WORKERS
     use_staged: bool = True
+
+    def index_build_settings(self, rows: int, dimension: int) -> dict[str, str]:
+        """The session settings this plan gives an HNSW build over `rows` x `dimension`."""
+        return build_settings(
+            rows,
+            dimension,
+            cap_mb=self.maintenance_work_mem_cap_mb,
+            workers=self.max_parallel_maintenance_workers,
+            explicit_mb=self.maintenance_work_mem_mb,
+        )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

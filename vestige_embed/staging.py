@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder, Matrix
-from vestige_embed.pipeline import NoProgress, Progress, run_pipeline, stream_batches
+from vestige_embed.pipeline import NoProgress, Progress, count_rows, run_pipeline, stream_batches
 from vestige_embed.schema import (
     EMBEDDING,
     STAGING,
@@ -122,9 +122,8 @@ def stage(
         log.info("stage: removed %d vectors staged for another model", stale)
     register_binary_arrays(conn)
     conn.commit()
-    fresh = sa.select(sa.func.count()).select_from(knowledge_nodes).where(fresh_staged(target))
-    already = int(conn.execute(fresh).scalar_one())
-    todo = int(conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one()) - already
+    already = count_rows(conn, fresh_staged(target))
+    todo = count_rows(conn) - already
     conn.commit()
     log.info("stage: %d rows to embed with %s, %d already staged", todo, target.describe(), already)
     progress.start(max(todo, 0))

@@ -33,10 +33,10 @@ from sqlalchemy.engine import Connection
 
 from vestige_embed import index, staging, typmod
 from vestige_embed.embedders.base import Embedder, Matrix
-from vestige_embed.pipeline import Progress, run_pipeline, stream_batches
+from vestige_embed.pipeline import Progress, count_rows, run_pipeline, stream_batches
 from vestige_embed.plan import ReembedPlan, ReembedReport
 from vestige_embed.registry import register_model
-from vestige_embed.schema import HNSW_INDEX, KNOWLEDGE_NODES, NEXT_EMBEDDING, NEXT_HNSW_INDEX, knowledge_nodes, quoted
+from vestige_embed.schema import HNSW_INDEX, KNOWLEDGE_NODES, NEXT_EMBEDDING, NEXT_HNSW_INDEX, quoted
 from vestige_embed.schema import staging as staging_table
 from vestige_embed.signature import ModelSignature
 from vestige_embed.vector_io import register_binary_arrays, write_unnest
@@ -56,7 +56,7 @@ def swap_reembed(
     started = time.perf_counter()
     next_column = sa.column(NEXT_EMBEDDING, type_=VECTOR())
     with autocommit_block():
-        index.apply_settings(conn, {"lock_timeout": plan.lock_timeout}, local=False)
+        timeout = index.apply_settings(conn, {"lock_timeout": plan.lock_timeout}, local=False)
         if (
             typmod.column_exists(conn, NEXT_EMBEDDING)
             and typmod.column_dimension(conn, NEXT_EMBEDDING) != target.dimension
@@ -76,23 +76,10 @@ def swap_reembed(
             index.drop_index(conn, NEXT_HNSW_INDEX, concurrently=True)
         index_secs = 0.0
         if index.index_validity(conn, NEXT_HNSW_INDEX) is None:
-            rows = int(conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one())
-            settings = index.build_settings(
-                rows,
-                target.dimension,
-                cap_mb=plan.maintenance_work_mem_cap_mb,
-                workers=plan.max_parallel_maintenance_workers,
-                explicit_mb=plan.maintenance_work_mem_mb,
-            )
-            built = time.perf_counter()
-            previous = index.apply_settings(conn, settings, local=False)
-            try:
-                index.create_index(conn, NEXT_EMBEDDING, name=NEXT_HNSW_INDEX, concurrently=True)
-            finally:
-                index.apply_settings(conn, previous, local=False)
-            index_secs = time.perf_counter() - built
+            settings = plan.index_build_settings(count_rows(conn), target.dimension)
+            index_secs = index.build_index(conn, settings, NEXT_EMBEDDING, name=NEXT_HNSW_INDEX, concurrently=True)
             log.info("reembed: built %s in %.1f s (search still served)", NEXT_HNSW_INDEX, index_secs)
-        conn.execute(sa.text("RESET lock_timeout"))
+        index.apply_settings(conn, timeout, local=False)
 
     # The catch-up: writes wait, search goes on.
     conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": plan.lock_timeout})
@@ -100,8 +87,7 @@ def swap_reembed(
     conn.execute(sa.text(f"LOCK TABLE {quoted(KNOWLEDGE_NODES)} IN SHARE MODE"))
     register_binary_arrays(conn)
     behind = sa.or_(next_column.is_(None), ~staging.fresh_staged(target))
-    todo = int(conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes).where(behind)).scalar_one())
-    progress.start(todo)
+    progress.start(count_rows(conn, behind))
 
     def write(ids: list[uuid.UUID], vectors: Matrix) -> int:
         return write_unnest(conn, NEXT_EMBEDDING, ids, vectors)

@@ -16,6 +16,7 @@ Three paths, measured by `scripts/bench_engine.py`:
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Sequence
@@ -110,6 +111,7 @@ def _pairs() -> sa.TableValuedAlias:
     )
 
 
+@functools.cache
 def unnest_update(column: str) -> sa.Update:
     """`UPDATE knowledge_nodes SET <column> = v.embedding FROM unnest(:ids, :vectors) v WHERE id = v.id`."""
     table = sa.table(KNOWLEDGE_NODES, sa.column("id"), sa.column(column))

@@ -18,7 +18,7 @@ from vestige_embed.demo.corpus import QUERIES, Doc, Query, stdlib_docs
 from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ConfigError
-from vestige_embed.pipeline import NoProgress, run_pipeline, stream_batches
+from vestige_embed.pipeline import NoProgress, count_rows, run_pipeline, stream_batches
 from vestige_embed.registry import read_registry
 from vestige_embed.schema import EMBEDDING, knowledge_nodes
 from vestige_embed.search import vector_search
@@ -33,11 +33,10 @@ _WIDTH = 100
 
 def load_corpus(conn: sa.Connection, docs: list[Doc]) -> int:
     """Insert the docs that are not there yet (stable ids); returns how many were new."""
-    count = sa.select(sa.func.count()).select_from(knowledge_nodes)
-    before = conn.execute(count).scalar_one()
+    before = count_rows(conn)
     rows = [{"id": d.id, "content": d.content} for d in docs]
     conn.execute(insert(knowledge_nodes).on_conflict_do_nothing(index_elements=["id"]), rows)
-    return int(conn.execute(count).scalar_one() - before)
+    return count_rows(conn) - before
 
 
 def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256) -> int:
@@ -104,7 +103,7 @@ def run_demo(config_path: Path) -> None:
         added = load_corpus(conn, docs)
         model = read_registry(conn).signature
         embedded = embed_missing(conn, resolve_embedder(model.name, model.dimension))
-        total = conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one()
+        total = count_rows(conn)
     print(f"\nCorpus: {len(docs)} docstrings of this Python's standard library; {added} new rows, {total} in the store")
     print(f"Embedded {embedded} rows with {model.describe()}")
     with engine.connect() as conn:
