@@ -45,8 +45,9 @@ lint: $(DEPS)
 upgrade: models
 	@$(BIN)/alembic upgrade head
 
+# One revision back, or to TO (a revision id).
 downgrade: models
-	@$(BIN)/alembic downgrade -1
+	@$(BIN)/alembic downgrade $(or $(TO),-1)
 
 # The offline script (stdout) from FROM (default: the database's start) to TO (default head).
 sql: models

@@ -1,4 +1,4 @@
-"""Alembic environment: one URL resolution (vestige_embed.config), one transaction per revision."""
+"""Alembic environment: one URL resolution (vestige_embed.settings), one transaction per revision."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-import vestige_embed.alembic_ops  # noqa: F401  (registers op.reembed)
-from vestige_embed.config import DRIVER, load_settings, resolve_database_url
-from vestige_embed.schema import metadata
+import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
+from vestige_embed.settings.config import load_settings, resolve_database_url
+from vestige_embed.settings.urls import DRIVER
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -25,8 +25,9 @@ def run_migrations_offline() -> None:
     """`--sql`: no server is contacted (nor started); only the dialect matters."""
     context.configure(
         url=_settings_url() or f"{DRIVER}://",
-        target_metadata=metadata,
         literal_binds=True,
+        # Alembic's stock setting: without it every `%` in the script is doubled.
+        dialect_opts={"paramstyle": "named"},
         transaction_per_migration=True,
     )
     with context.begin_transaction():
@@ -34,7 +35,7 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, transaction_per_migration=True)
+    context.configure(connection=connection, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 

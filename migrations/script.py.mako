@@ -14,7 +14,7 @@ import sqlalchemy as sa
 % endif
 from alembic import op
 
-import vestige_embed.alembic_ops  # noqa: F401  (registers op.reembed)
+import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
 ${imports if imports else ""}
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}

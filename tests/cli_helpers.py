@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
-from vestige_embed.config import DATABASE_URL_ENV
+from vestige_embed.settings.config import DATABASE_URL_ENV
 
 BIN = Path(sys.executable).parent
 

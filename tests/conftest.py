@@ -14,11 +14,13 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from pytest_postgresql import factories
 
-from vestige_embed.config import DATABASE_URL_ENV, DRIVER, MODELS_DIR_ENV
-from vestige_embed.embedded import start_server
 from vestige_embed.embedders.model_files import assemble_offline_model
+from vestige_embed.settings.config import DATABASE_URL_ENV, MODELS_DIR_ENV
+from vestige_embed.settings.embedded import start_server
+from vestige_embed.settings.urls import DRIVER
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -26,6 +28,11 @@ os.environ.pop(DATABASE_URL_ENV, None)
 #: The models folder `make models` fills; the session fixture calls the same code.
 MODELS_DIR = Path(os.environ.get(MODELS_DIR_ENV) or ROOT / ".vestige" / "models")
 os.environ[MODELS_DIR_ENV] = str(MODELS_DIR)
+
+#: The head of this repository's migrations (tests never hard-code it).
+HEAD = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+#: The id `vestige migrate revision` gives the next revision.
+NEXT_REVISION = f"{int(HEAD or 0) + 1:04d}"
 
 _SERVER = start_server(Path(tempfile.mkdtemp(prefix="vestige-test-pg-")) / "pgdata")
 _INFO = _SERVER.get_postmaster_info()

@@ -14,11 +14,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from vestige_embed.embedders.base import Embedder, Matrix
-from vestige_embed.registry import register_model
-from vestige_embed.schema import knowledge_nodes
-from vestige_embed.signature import ModelSignature
-from vestige_embed.typmod import alter_type_sql
-from vestige_embed.vector_io import register_binary_arrays, write_unnest
+from vestige_embed.store import catalog
+from vestige_embed.store.registry import RegistryRow, read_registry
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target import DEFAULT_TARGET, KeyType, ModelSignature, Statements, Target
+
+#: The default target with its key type known (as `resolve_target` would find it).
+STORE = Statements(DEFAULT_TARGET.with_key_type(KeyType.UUID))
 
 
 class CountingEmbedder:
@@ -59,14 +61,13 @@ def seed_store(
     ids: Sequence[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """Put the store on `embedder` (column typmod, registry) and insert `contents` with its vectors."""
-    conn.execute(sa.text(alter_type_sql(embedder.dimension)))
-    conn.execute(register_model(embedder.signature()))
+    conn.execute(STORE.tighten(embedder.dimension))
+    conn.execute(STORE.register_model(embedder.signature()))
     ids = list(ids) if ids is not None else [uuid.uuid4() for _ in contents]
     if ids:
-        conn.execute(knowledge_nodes.insert(), [{"id": i, "content": c} for i, c in zip(ids, contents, strict=True)])
+        conn.execute(STORE.table.insert(), [{"id": i, "content": c} for i, c in zip(ids, contents, strict=True)])
     if embed and ids:
-        register_binary_arrays(conn)
-        write_unnest(conn, "embedding", ids, embedder.embed_batch(list(contents)))
+        VectorWriter(conn, STORE, "embedding")(list(ids), embedder.embed_batch(list(contents)))
     return ids
 
 
@@ -84,6 +85,24 @@ def column_typmod(conn: sa.Connection) -> int:
             )
         ).scalar_one()
     )
+
+
+def registry_of(conn: sa.Connection, target: Target = DEFAULT_TARGET) -> RegistryRow:
+    return read_registry(conn, target)
+
+
+def index_validity(conn: sa.Connection, target: Target = DEFAULT_TARGET) -> bool | None:
+    return catalog.index_validity(conn, Statements(target))
+
+
+def index_definition(conn: sa.Connection, target: Target = DEFAULT_TARGET) -> str | None:
+    return catalog.index_definition(conn, Statements(target))
+
+
+def staged_rows(conn: sa.Connection, target: Target = DEFAULT_TARGET) -> int:
+    """Rows in the target's staging table (0 when there is none)."""
+    st = Statements(target)
+    return catalog.count(conn, st.count_staged()) if catalog.staging_exists(conn, st) else 0
 
 
 WORKER = Path(__file__).with_name("reembed_worker.py")

@@ -11,11 +11,15 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cli_helpers import run_tool
-from tests.conftest import ROOT
-from tests.helpers import column_typmod, seed_store, stored_vectors
+from tests.conftest import HEAD, MODELS_DIR, NEXT_REVISION, ROOT
+from tests.helpers import (
+    column_typmod,
+    registry_of,
+    seed_store,
+    stored_vectors,
+)
 from vestige_embed import HashEmbedder, resolve_embedder
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import ModelState
+from vestige_embed.target import ModelState
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = [
@@ -29,9 +33,9 @@ TEXTS = [
 
 
 def assert_store_on(engine: sa.Engine, model: str, dimension: int) -> None:
-    embedder = resolve_embedder(model, dimension)
+    embedder = resolve_embedder(model, dimension, models_dir=MODELS_DIR)
     with engine.connect() as conn:
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         assert (registry.signature, registry.state) == (embedder.signature(), ModelState.READY)
         assert column_typmod(conn) == dimension
         contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
@@ -51,7 +55,7 @@ def test_upgrade_downgrade_upgrade_moves_every_row_between_models(base_schema: s
     assert "reembed: wrote batch 1 (30 rows)" in up.stderr
     assert_store_on(base_schema, MINILM, 384)
 
-    down = run_tool("alembic", "downgrade", "-1", url=db_url)
+    down = run_tool("alembic", "downgrade", "0001", url=db_url)
     assert down.returncode == 0, down.stderr
     assert_store_on(base_schema, "vestige/hash-256", 256)
 
@@ -89,10 +93,10 @@ def project(tmp_path: Path) -> Path:
 def test_generated_revision_applies_and_reverts(project: Path, db_url: str, engine: sa.Engine) -> None:
     made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
     assert made.returncode == 0, made.stderr
-    found = constants(next((project / "migrations" / "versions").glob("0003_*.py")))
+    found = constants(next((project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")))
     assert (found["embedding_model"], found["embedding_dimension"]) == ("vestige/hash-64", 64)
     assert (found["previous_embedding_model"], found["previous_embedding_dimension"]) == (MINILM, 384)
-    assert found["down_revision"] == "0002"
+    assert found["down_revision"] == HEAD
 
     assert run_tool("alembic", "upgrade", "0001", url=db_url, cwd=project).returncode == 0
     with engine.begin() as conn:

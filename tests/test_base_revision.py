@@ -11,10 +11,11 @@ from alembic import command
 from alembic.config import Config
 
 from tests.conftest import ROOT
-from tests.helpers import column_typmod
+from tests.helpers import column_typmod, registry_of
 from vestige_embed import HashEmbedder
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import HNSW_INDEX, ModelState
+from vestige_embed.target import DEFAULT_TARGET, ModelState
+
+HNSW_INDEX = DEFAULT_TARGET.index
 
 
 def test_embedding_column_has_typmod_256(base_schema: sa.Engine) -> None:
@@ -46,15 +47,18 @@ def test_hnsw_index_has_its_parameters_in_the_catalog(base_schema: sa.Engine) ->
 def test_registry_holds_one_ready_row_for_hash_256(base_schema: sa.Engine) -> None:
     with base_schema.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM embedding_model")).scalar_one() == 1
-        registry = read_registry(conn)
+        registry = registry_of(conn)
     assert registry.state is ModelState.READY
     assert registry.signature == HashEmbedder(256).signature()
 
 
-def test_second_registry_row_is_rejected_by_the_database(base_schema: sa.Engine) -> None:
-    with pytest.raises(sa.exc.IntegrityError, match="embedding_model_single_row"), base_schema.begin() as conn:
+def test_second_registry_row_for_the_same_target_is_rejected_by_the_database(base_schema: sa.Engine) -> None:
+    with pytest.raises(sa.exc.IntegrityError, match="embedding_model_target_key"), base_schema.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO embedding_model (id, model_name, dimension, model_hash) VALUES (2, 'x', 3, 'h')")
+            sa.text(
+                "INSERT INTO embedding_model (target_table, target_column, model_name, dimension, model_hash) "
+                "VALUES ('public.knowledge_nodes', 'embedding', 'x', 3, 'h')"
+            )
         )
 
 

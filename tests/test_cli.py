@@ -7,11 +7,17 @@ import json
 import sqlalchemy as sa
 
 from tests.cli_helpers import run_tool
-from tests.helpers import column_typmod, memories, seed_store, stored_vectors
+from tests.conftest import HEAD
+from tests.helpers import (
+    column_typmod,
+    memories,
+    registry_of,
+    seed_store,
+    stored_vectors,
+)
 from vestige_embed import HashEmbedder
-from vestige_embed.banner import BANNER
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import ModelState
+from vestige_embed.cli.banner import BANNER
+from vestige_embed.target import ModelState
 
 HASH256 = ["--model", "vestige/hash-256", "--dimension", "256"]
 HASH64 = ["--model", "vestige/hash-64", "--dimension", "64"]
@@ -44,7 +50,7 @@ def test_dry_run_json_is_valid_and_writes_nothing(base_schema: sa.Engine, db_url
     with base_schema.connect() as conn:
         after = stored_vectors(conn)
         assert column_typmod(conn) == 256
-        assert read_registry(conn).signature == HashEmbedder(256).signature()
+        assert registry_of(conn).signature == HashEmbedder(256).signature()
     assert all((after[k] == before[k]).all() for k in before)
 
 
@@ -58,7 +64,7 @@ def test_reembed_prints_banner_batches_and_report(base_schema: sa.Engine, db_url
     assert fields[:2] == ["rows_updated", "40"]
     assert fields[2::2] == ["duration_secs", "index_rebuild_secs"]
     with base_schema.connect() as conn:
-        registry = read_registry(conn)
+        registry = registry_of(conn)
     assert (registry.signature, registry.state) == (HashEmbedder(64).signature(), ModelState.READY)
 
 
@@ -108,7 +114,7 @@ def test_status_json_reports_registry_revision_column_index_rows(base_schema: sa
     result = run_tool("vestige", "migrate", "status", "--json", url=db_url)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["alembic"] == {"current": "0001", "head": "0002"}
+    assert status["alembic"] == {"current": "0001", "head": HEAD}
     assert status["registry"]["name"] == "vestige/hash-256"
     assert status["registry"]["state"] == "ready"
     assert status["column_dimension"] == 256

@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import column_typmod, kill_mid_pass, memories, seed_store, stored_vectors
+from tests.helpers import (
+    column_typmod,
+    index_validity,
+    kill_mid_pass,
+    memories,
+    registry_of,
+    seed_store,
+    stored_vectors,
+)
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, vector_search
 from vestige_embed.errors import SearchUnavailable
-from vestige_embed.index import index_validity
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import ModelState
+from vestige_embed.target import ModelState
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
 ROWS = 200
@@ -30,7 +36,7 @@ def test_atomic_run_killed_mid_pass_changes_nothing(store: sa.Engine, db_url: st
     kill_mid_pass(db_url, "atomic")
     with store.connect() as conn:
         after = stored_vectors(conn)
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         assert column_typmod(conn) == 64
         assert index_validity(conn) is True
     assert (registry.signature, registry.state) == (OLD.signature(), ModelState.READY)
@@ -41,7 +47,7 @@ def test_batched_run_killed_mid_pass_blocks_search_until_rerun(store: sa.Engine,
     log = kill_mid_pass(db_url, "batched")
     assert "reembed: wrote batch 1 (8 rows)" in log
     with store.connect() as conn:
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         assert registry.state is ModelState.REEMBEDDING
         dims = conn.execute(sa.text("SELECT vector_dims(embedding), count(*) FROM knowledge_nodes GROUP BY 1")).all()
         assert {d for d, _ in dims} == {64, 128}, "the kill should leave both spaces in the table"
@@ -52,7 +58,7 @@ def test_batched_run_killed_mid_pass_blocks_search_until_rerun(store: sa.Engine,
         report = run_reembed(conn, NEW, ReembedPlan(batch_size=64, commit_batches=True))
     assert report.rows_updated == ROWS
     with store.connect() as conn:
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         assert (registry.signature, registry.state) == (NEW.signature(), ModelState.READY)
         assert column_typmod(conn) == 128
         contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import MODELS_DIR
+from tests.helpers import STORE
 from vestige_embed import ReembedPlan, resolve_embedder, run_reembed
 from vestige_embed.demo.corpus import QUERIES, stdlib_docs
 from vestige_embed.demo.runner import HIT_RATE_K, embed_missing, hit_rate, load_corpus
-from vestige_embed.schema import knowledge_nodes
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -27,7 +28,7 @@ def test_loading_the_corpus_twice_does_not_duplicate_rows(base_schema: sa.Engine
     with base_schema.begin() as conn:
         assert load_corpus(conn, docs) == 300
         assert load_corpus(conn, docs) == 0
-        assert conn.execute(sa.select(sa.func.count()).select_from(knowledge_nodes)).scalar_one() == 300
+        assert conn.execute(sa.select(sa.func.count()).select_from(STORE.table)).scalar_one() == 300
 
 
 def test_minilm_finds_the_right_answer_more_often_than_hashing(
@@ -38,7 +39,7 @@ def test_minilm_finds_the_right_answer_more_often_than_hashing(
         hashing = resolve_embedder("vestige/hash-256", 256)
         embed_missing(conn, hashing)
         hash_hits = hit_rate(conn, hashing)
-        minilm = resolve_embedder(MINILM, 384)
+        minilm = resolve_embedder(MINILM, 384, models_dir=MODELS_DIR)
         run_reembed(conn, minilm, ReembedPlan())
         minilm_hits = hit_rate(conn, minilm)
     with capsys.disabled():

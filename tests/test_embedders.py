@@ -56,8 +56,10 @@ def test_minilm_signature_is_stable_across_loads_and_differs_from_hashing(minilm
     assert first != HashEmbedder(384).signature()
 
 
-def test_models_folder_is_found_without_configuration(minilm_folder: Path) -> None:
-    embedder = resolve_embedder(MINILM, 384)
+def test_models_folder_from_the_settings_is_used(minilm_folder: Path) -> None:
+    from vestige_embed.settings.config import load_settings
+
+    embedder = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
     assert isinstance(embedder, FastembedEmbedder)
     assert Path(embedder.source) == minilm_folder
 
@@ -96,7 +98,7 @@ def test_hash_similar_texts_score_higher_than_unrelated() -> None:
 def test_resolve_unknown_name_lists_the_known_names() -> None:
     with pytest.raises(
         UnknownModelError,
-        match=r"unknown embedder model 'no/such-model'. Known: vestige/hash-<1..2000>, .*all-MiniLM-L6-v2",
+        match=r"unknown embedder model 'no/such-model'. Known: vestige/hash-<1..16000>, .*all-MiniLM-L6-v2",
     ):
         resolve_embedder("no/such-model")
 

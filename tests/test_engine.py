@@ -6,13 +6,23 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import CountingEmbedder, column_typmod, memories, seed_store, stored_vectors
+from tests.helpers import (
+    STORE,
+    CountingEmbedder,
+    column_typmod,
+    index_definition,
+    index_validity,
+    memories,
+    registry_of,
+    seed_store,
+    stored_vectors,
+)
 from vestige_embed import HashEmbedder, ReembedPlan, dry_run_reembed, run_reembed, vector_search
 from vestige_embed.errors import ReembedError
-from vestige_embed.index import create_index, index_definition, index_validity
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import HNSW_INDEX, ModelState
-from vestige_embed.typmod import TypmodApproach
+from vestige_embed.run.plan import TypmodApproach
+from vestige_embed.target import DEFAULT_TARGET, ModelState
+
+HNSW_INDEX = DEFAULT_TARGET.index
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
 
@@ -26,7 +36,7 @@ def assert_all_in_space(engine: sa.Engine, embedder: HashEmbedder, count: int) -
     with engine.connect() as conn:
         vectors = stored_vectors(conn)
         contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
-        registry = read_registry(conn)
+        registry = registry_of(conn)
     assert len(vectors) == count
     for row_id, vector in vectors.items():
         assert vector is not None
@@ -64,7 +74,7 @@ def test_reembed_dry_run_returns_summary_without_writing(base_schema: sa.Engine)
     assert counting.calls == 0
     with base_schema.connect() as conn:
         after = stored_vectors(conn)
-        assert read_registry(conn).signature == OLD.signature()
+        assert registry_of(conn).signature == OLD.signature()
     assert after.keys() == before.keys()
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
@@ -78,7 +88,7 @@ def test_reembed_changes_dimension_and_search_still_works(base_schema: sa.Engine
         dims = conn.execute(sa.text("SELECT DISTINCT vector_dims(embedding) FROM knowledge_nodes")).scalars().all()
         assert dims == [128]
         assert column_typmod(conn) == 128
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         assert (registry.signature.name, registry.signature.dimension) == (NEW.name, 128)
         probe_text = "memory number 5 talks about rust and async"
         hits = vector_search(conn, NEW.embed_batch([probe_text])[0], 10)
@@ -95,7 +105,7 @@ def test_same_dimension_reembed_rewrites_every_vector(base_schema: sa.Engine) ->
     assert report.rows_updated == 30
     with base_schema.connect() as conn:
         assert column_typmod(conn) == 128
-        assert read_registry(conn).signature == other.signature()
+        assert registry_of(conn).signature == other.signature()
         assert index_validity(conn) is True
 
 
@@ -113,7 +123,7 @@ def test_empty_table_switches_model(base_schema: sa.Engine) -> None:
         report = run_reembed(conn, NEW, ReembedPlan())
     assert report.rows_updated == 0
     with base_schema.connect() as conn:
-        assert read_registry(conn).signature == NEW.signature()
+        assert registry_of(conn).signature == NEW.signature()
         assert column_typmod(conn) == 128
         assert index_validity(conn) is True
 
@@ -192,8 +202,8 @@ def test_invalid_index_refuses_concurrent_run(base_schema: sa.Engine) -> None:
     with base_schema.connect() as conn, pytest.raises(ReembedError, match=r"INVALID.*DROP INDEX CONCURRENTLY"):
         run_reembed(conn, NEW, ReembedPlan(concurrent_index=True, commit_batches=True))
     with base_schema.connect() as conn:
-        assert read_registry(conn).signature == OLD.signature()
-        assert read_registry(conn).state is ModelState.READY
+        assert registry_of(conn).signature == OLD.signature()
+        assert registry_of(conn).state is ModelState.READY
 
 
 def test_failure_in_atomic_mode_changes_nothing(base_schema: sa.Engine) -> None:
@@ -207,8 +217,8 @@ def test_failure_in_atomic_mode_changes_nothing(base_schema: sa.Engine) -> None:
         after = stored_vectors(conn)
         assert column_typmod(conn) == 64
         assert index_validity(conn) is True
-        assert read_registry(conn).signature == OLD.signature()
-        assert read_registry(conn).state is ModelState.READY
+        assert registry_of(conn).signature == OLD.signature()
+        assert registry_of(conn).state is ModelState.READY
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
@@ -220,11 +230,10 @@ def test_wrong_embedder_output_is_refused_before_writing(base_schema: sa.Engine)
 
 def test_search_refuses_while_reembedding(base_schema: sa.Engine) -> None:
     from vestige_embed.errors import SearchUnavailable
-    from vestige_embed.registry import set_state
 
     seeded(base_schema, 5)
     with base_schema.begin() as conn:
-        set_state(conn, ModelState.REEMBEDDING)
+        conn.execute(STORE.set_state(ModelState.REEMBEDDING))
     with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="reembedding"):
         vector_search(conn, OLD.embed_batch(["x"])[0], 3)
 
@@ -238,16 +247,13 @@ def test_search_refuses_probe_of_another_dimension(base_schema: sa.Engine) -> No
 
 
 def test_search_uses_the_hnsw_index_after_reembed(base_schema: sa.Engine) -> None:
-    from vestige_embed.search import search_statement
-
     seeded(base_schema, 200)
     with base_schema.begin() as conn:
         run_reembed(conn, NEW, ReembedPlan())
     with base_schema.connect() as conn:
         conn.execute(sa.text("SET enable_seqscan = off"))
-        compiled = search_statement(NEW.embed_batch(["rust"])[0], 5).compile(
-            conn, compile_kwargs={"literal_binds": True}
-        )
+        search = STORE.search(NEW.signature(), 5).params(probe=NEW.embed_batch(["rust"])[0])
+        compiled = search.compile(conn, compile_kwargs={"literal_binds": True})
         plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {compiled}")).scalars())
     assert f"Index Scan using {HNSW_INDEX}" in plan
 
@@ -261,7 +267,7 @@ def test_rebuilt_index_matches_the_base_revision(base_schema: sa.Engine) -> None
     with base_schema.connect() as conn:
         assert index_definition(conn) == original
         conn.execute(sa.text(f"DROP INDEX {HNSW_INDEX}"))
-        create_index(conn)
+        conn.execute(STORE.create_index())
         assert index_definition(conn) == original
 
 
@@ -280,7 +286,7 @@ class _renamed:  # noqa: N801  (reads as a function at call sites)
         return self.inner.dimension
 
     def signature(self):  # type: ignore[no-untyped-def]
-        from vestige_embed.signature import ModelSignature
+        from vestige_embed.target import ModelSignature
 
         return ModelSignature(self._name, self.inner.dimension, self.inner.signature().hash)
 

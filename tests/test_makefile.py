@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT
-from tests.helpers import column_typmod, memories, seed_store
+from tests.conftest import NEXT_REVISION, ROOT
+from tests.helpers import (
+    column_typmod,
+    memories,
+    registry_of,
+    seed_store,
+)
 from vestige_embed import HashEmbedder
-from vestige_embed.config import DATABASE_URL_ENV
-from vestige_embed.registry import read_registry
+from vestige_embed.settings.config import DATABASE_URL_ENV
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 VENV = Path(sys.executable).parent.parent
@@ -40,7 +44,7 @@ def seeded(base_schema: sa.Engine) -> sa.Engine:
 
 def registry_model(engine: sa.Engine) -> tuple[str, int]:
     with engine.connect() as conn:
-        signature = read_registry(conn).signature
+        signature = registry_of(conn).signature
         assert column_typmod(conn) == signature.dimension
     return signature.name, signature.dimension
 
@@ -49,7 +53,7 @@ def test_make_upgrade_and_downgrade(seeded: sa.Engine, db_url: str) -> None:
     up = make("upgrade", url=db_url)
     assert up.returncode == 0, up.stderr
     assert registry_model(seeded) == (MINILM, 384)
-    down = make("downgrade", url=db_url)
+    down = make("downgrade", "TO=0001", url=db_url)
     assert down.returncode == 0, down.stderr
     assert registry_model(seeded) == ("vestige/hash-256", 256)
 
@@ -99,6 +103,6 @@ def test_make_revision_writes_a_model_change(tmp_path: Path, db_url: str) -> Non
     shutil.copytree(ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     result = make("revision", "MODEL=BAAI/bge-small-en-v1.5", "DIM=384", url=db_url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    created = list((tmp_path / "migrations" / "versions").glob("0003_*.py"))
+    created = list((tmp_path / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py"))
     assert len(created) == 1
     assert "embedding_model = 'BAAI/bge-small-en-v1.5'" in created[0].read_text()

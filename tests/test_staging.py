@@ -17,13 +17,22 @@ from alembic import command
 from alembic.config import Config
 
 from tests.cli_helpers import run_tool
-from tests.conftest import ROOT
-from tests.helpers import CountingEmbedder, column_typmod, kill_mid_pass, memories, seed_store, stored_vectors
+from tests.conftest import MODELS_DIR, ROOT
+from tests.helpers import (
+    STORE,
+    CountingEmbedder,
+    column_typmod,
+    index_definition,
+    index_validity,
+    kill_mid_pass,
+    memories,
+    registry_of,
+    seed_store,
+    staged_rows,
+    stored_vectors,
+)
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
-from vestige_embed.index import index_definition, index_validity
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import ModelState, knowledge_nodes
-from vestige_embed.staging import staging_exists
+from vestige_embed.target import ModelState
 
 OLD, NEW = HashEmbedder(256), HashEmbedder(128)
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -66,7 +75,7 @@ def test_online_reembed_uses_fresh_staged_vectors_and_embeds_only_changed_rows(s
     assert counting.texts == 1
     assert_every_row_matches_its_content(store, NEW)
     with store.connect() as conn:
-        assert not staging_exists(conn)
+        assert staged_rows(conn) == 0
         assert column_typmod(conn) == 128
 
 
@@ -85,7 +94,7 @@ def test_staging_while_another_connection_writes_then_apply(store: sa.Engine) ->
     worker.start()
     slow.first_batch.wait(timeout=30)
     with store.begin() as conn:  # the application keeps writing while staging runs
-        conn.execute(knowledge_nodes.insert(), [{"content": f"new memory {i} about staging"} for i in range(5)])
+        conn.execute(STORE.table.insert(), [{"id": uuid.uuid4(), "content": f"new memory {i} about staging"} for i in range(5)])
         conn.execute(
             sa.text("UPDATE knowledge_nodes SET content = 'rewritten: ' || content WHERE content LIKE '%number 3%'")
         )
@@ -102,7 +111,7 @@ def test_staging_while_another_connection_writes_then_apply(store: sa.Engine) ->
 def test_staging_killed_halfway_resumes_with_the_rest(store: sa.Engine, db_url: str) -> None:
     kill_mid_pass(db_url, "stage")  # the worker stages for HashEmbedder(128), batches of 8
     with store.connect() as conn:
-        already = conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes_reembed_staging")).scalar_one()
+        already = staged_rows(conn)
     assert already >= 3 * 8
     counting = CountingEmbedder(NEW)
     with store.connect() as conn:
@@ -118,7 +127,7 @@ def test_staging_for_another_model_is_replaced(store: sa.Engine) -> None:
     counting = CountingEmbedder(NEW)
     with store.connect() as conn:
         report = stage(conn, counting, batch_size=16)
-        models = conn.execute(sa.text("SELECT DISTINCT model_name FROM knowledge_nodes_reembed_staging")).scalars()
+        models = conn.execute(sa.text("SELECT DISTINCT model_name FROM knowledge_nodes_embedding_staging")).scalars()
         assert list(models) == [NEW.name]
     assert (report.rows_staged, counting.texts) == (ROWS, ROWS)
 
@@ -162,7 +171,7 @@ def run_psql(postgresql: psycopg.Connection, script: Path) -> subprocess.Complet
 
 def snapshot(engine: sa.Engine) -> dict[str, object]:
     with engine.connect() as conn:
-        registry = read_registry(conn)
+        registry = registry_of(conn)
         return {
             "vectors": stored_vectors(conn),
             "typmod": column_typmod(conn),
@@ -211,7 +220,7 @@ def test_offline_script_on_staged_database_equals_online_path(
     assert staged.returncode == 0, staged.stderr
     result = run_psql(postgresql, offline_script(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert run_tool("alembic", "upgrade", "head", url=twin_url).returncode == 0
+    assert run_tool("alembic", "upgrade", "0002", url=twin_url).returncode == 0
 
     a, b = snapshot(offline), snapshot(online)
     assert a["vectors"].keys() == b["vectors"].keys()  # type: ignore[attr-defined]
@@ -219,9 +228,9 @@ def test_offline_script_on_staged_database_equals_online_path(
         np.testing.assert_array_equal(a["vectors"][row_id], b["vectors"][row_id])  # type: ignore[index]
     for key in ("typmod", "index", "valid", "registry", "revision"):
         assert a[key] == b[key], key
-    assert a["registry"] == (resolve_embedder(MINILM).signature(), ModelState.READY)
+    assert a["registry"] == (resolve_embedder(MINILM, models_dir=MODELS_DIR).signature(), ModelState.READY)
     with offline.connect() as conn:
-        assert not staging_exists(conn)
+        assert staged_rows(conn) == 0
     offline.dispose()
     online.dispose()
 
@@ -267,7 +276,7 @@ def test_offline_downgrade_script_guards_for_the_previous_model(tmp_path: Path) 
     result = run_tool("alembic", "downgrade", "0002:0001", "--sql", url=None)
     assert result.returncode == 0, result.stderr
     assert "vestige migrate stage --model vestige/hash-256 --dimension 256" in result.stdout
-    assert "ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE vector(256);" in result.stdout
+    assert "ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE VECTOR(256);" in result.stdout
 
 
 def _assert_unchanged(before: dict[str, object], after: dict[str, object]) -> None:
@@ -301,7 +310,7 @@ def test_staged_swap_with_prebuilt_index_has_a_short_window(store: sa.Engine, mo
         conn.execute(
             sa.text("UPDATE knowledge_nodes SET content = content || ' (edited)' WHERE content LIKE '%number 5 %'")
         )
-        conn.execute(knowledge_nodes.insert().values(content="added after staging"))
+        conn.execute(STORE.table.insert().values(id=uuid.uuid4(), content="added after staging"))
     counting = CountingEmbedder(NEW)
     plan = ReembedPlan(concurrent_index=True, commit_batches=mode == "batched")
     with store.connect() as conn:
@@ -319,8 +328,8 @@ def test_staged_swap_with_prebuilt_index_has_a_short_window(store: sa.Engine, mo
         assert column_typmod(conn) == 128
         assert index_validity(conn) is True
         assert "(embedding vector_cosine_ops)" in (index_definition(conn) or "")
-        assert not staging_exists(conn)
-        assert read_registry(conn).signature == NEW.signature()
+        assert staged_rows(conn) == 0
+        assert registry_of(conn).signature == NEW.signature()
         columns = conn.execute(sa.text("SELECT attname FROM pg_attribute WHERE attrelid = 'knowledge_nodes'::regclass"))
         assert "embedding_next" not in columns.scalars().all()
 
@@ -348,6 +357,5 @@ def test_vectors_staged_for_another_model_survive_a_change(store: sa.Engine) -> 
     with store.begin() as conn:
         run_reembed(conn, NEW, ReembedPlan())
     with store.connect() as conn:
-        assert staging_exists(conn)
-        staged = conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes_reembed_staging")).scalar_one()
+        staged = staged_rows(conn)
     assert staged == ROWS

@@ -1,7 +1,6 @@
-"""vestige-embed: embedding-model changes for a pgvector memory store, as Alembic revisions."""
+"""vestige-embed: embedding-model changes for a pgvector store, as Alembic revisions."""
 
 from vestige_embed.embedders import Embedder, FastembedEmbedder, HashEmbedder, resolve_embedder
-from vestige_embed.engine import dry_run_reembed, run_reembed
 from vestige_embed.errors import (
     ConfigError,
     EmbedderError,
@@ -10,19 +9,25 @@ from vestige_embed.errors import (
     StagingError,
     VestigeError,
 )
-from vestige_embed.plan import DryRunSummary, ReembedPlan, ReembedReport
-from vestige_embed.search import Hit, vector_search
-from vestige_embed.signature import ModelSignature
-from vestige_embed.staging import StageReport, stage
+from vestige_embed.run.engine import dry_run_reembed, run_reembed
+from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport
+from vestige_embed.run.staging import StageReport, stage
+from vestige_embed.store.registry import register_target
+from vestige_embed.store.search import Hit, vector_search
+from vestige_embed.target import DEFAULT_TARGET, Distance, HnswParams, KeyType, ModelSignature, Storage, Target
 
 __all__ = [
+    "DEFAULT_TARGET",
     "ConfigError",
+    "Distance",
     "DryRunSummary",
     "Embedder",
     "EmbedderError",
     "FastembedEmbedder",
     "HashEmbedder",
     "Hit",
+    "HnswParams",
+    "KeyType",
     "ModelSignature",
     "ReembedError",
     "ReembedPlan",
@@ -30,8 +35,11 @@ __all__ = [
     "SearchUnavailable",
     "StageReport",
     "StagingError",
+    "Storage",
+    "Target",
     "VestigeError",
     "dry_run_reembed",
+    "register_target",
     "resolve_embedder",
     "run_reembed",
     "stage",

@@ -15,18 +15,11 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from pgvector.sqlalchemy import VECTOR
 
 from vestige_embed.embedders import resolve_embedder
-from vestige_embed.registry import insert_registry
-from vestige_embed.schema import (
-    EMBEDDING_MODEL,
-    HNSW_INDEX,
-    KNOWLEDGE_NODES,
-    create_hnsw_index_sql,
-    drop_hnsw_index_sql,
-    embedding_model_columns,
-    knowledge_nodes_columns,
-)
+from vestige_embed.target import DEFAULT_TARGET, Statements
+from vestige_embed.target.statements import create_registry, drop_registry
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -37,16 +30,27 @@ depends_on: str | Sequence[str] | None = None
 embedding_model = "vestige/hash-256"
 embedding_dimension = 256
 
+_target = DEFAULT_TARGET
+_statements = Statements(_target)
+
 
 def upgrade() -> None:
     op.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
-    op.create_table(KNOWLEDGE_NODES, *knowledge_nodes_columns(embedding_dimension))
-    op.create_table(EMBEDDING_MODEL, *embedding_model_columns())
-    op.execute(sa.text(create_hnsw_index_sql().strip()))
-    op.execute(insert_registry(resolve_embedder(embedding_model, embedding_dimension).signature()))
+    op.create_table(
+        _target.table_name,
+        sa.Column(_target.key, sa.Uuid, primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(_target.content, sa.Text, nullable=False),
+        sa.Column(_target.embedding, VECTOR(embedding_dimension), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    for statement in create_registry():
+        op.execute(statement)
+    op.execute(_statements.create_index())
+    op.execute(_statements.insert_registry(resolve_embedder(embedding_model, embedding_dimension).signature()))
 
 
 def downgrade() -> None:
-    op.execute(sa.text(drop_hnsw_index_sql(name=HNSW_INDEX).strip()))
-    op.drop_table(EMBEDDING_MODEL)
-    op.drop_table(KNOWLEDGE_NODES)
+    op.execute(_statements.drop_index())
+    op.execute(drop_registry())
+    op.drop_table(_target.table_name)

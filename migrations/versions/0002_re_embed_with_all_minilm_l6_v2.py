@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-import vestige_embed.alembic_ops  # noqa: F401  (registers op.reembed)
+import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"

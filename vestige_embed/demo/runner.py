@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,16 +12,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.dialects.postgresql import insert
 
-from vestige_embed.config import load_settings, redact, resolve_database_url
 from vestige_embed.demo.corpus import QUERIES, Doc, Query, stdlib_docs
 from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ConfigError
-from vestige_embed.pipeline import NoProgress, count_rows, run_pipeline, stream_batches
-from vestige_embed.registry import read_registry
-from vestige_embed.schema import EMBEDDING, knowledge_nodes
-from vestige_embed.search import vector_search
-from vestige_embed.vector_io import register_binary_arrays, write_unnest
+from vestige_embed.run.pipeline import run_pipeline
+from vestige_embed.run.progress import NoProgress
+from vestige_embed.run.reader import Batch, stream_batches
+from vestige_embed.settings.config import load_settings, resolve_database_url
+from vestige_embed.settings.urls import redact
+from vestige_embed.store import catalog
+from vestige_embed.store.registry import read_registry
+from vestige_embed.store.search import vector_search
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target import DEFAULT_TARGET, KeyType, Statements
 
 BASE_REVISION = "0001"
 SHOWN_QUERIES = 4
@@ -31,22 +34,26 @@ HIT_RATE_K = 5
 _WIDTH = 100
 
 
+_STORE = Statements(DEFAULT_TARGET.with_key_type(KeyType.UUID))
+
+
 def load_corpus(conn: sa.Connection, docs: list[Doc]) -> int:
     """Insert the docs that are not there yet (stable ids); returns how many were new."""
-    before = count_rows(conn)
-    rows = [{"id": d.id, "content": d.content} for d in docs]
-    conn.execute(insert(knowledge_nodes).on_conflict_do_nothing(index_elements=["id"]), rows)
-    return count_rows(conn) - before
+    before = catalog.count(conn, _STORE.count_rows())
+    target = DEFAULT_TARGET
+    rows = [{target.key: d.id, target.content: d.content} for d in docs]
+    conn.execute(insert(_STORE.table).on_conflict_do_nothing(index_elements=[target.key]), rows)
+    return catalog.count(conn, _STORE.count_rows()) - before
 
 
 def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256) -> int:
     """What an application does on insert: give rows without a vector one from the current model."""
-    register_binary_arrays(conn)
+    writer = VectorWriter(conn, _STORE, DEFAULT_TARGET.embedding)
 
-    def write(ids: list[uuid.UUID], vectors: Matrix) -> int:
-        return write_unnest(conn, EMBEDDING, ids, vectors)
+    def write(batch: Batch, vectors: Matrix) -> int:
+        return writer(batch.keys, vectors)
 
-    batches = stream_batches(conn, batch_size, knowledge_nodes.c.embedding.is_(None))
+    batches = stream_batches(conn, _STORE, batch_size, _STORE.column(DEFAULT_TARGET.embedding).is_(None))
     return run_pipeline(batches, embedder, write, progress=NoProgress(), label="embed")
 
 
@@ -61,8 +68,8 @@ def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...]
 
 
 def show_searches(conn: sa.Connection) -> None:
-    model = read_registry(conn).signature
-    embedder = resolve_embedder(model.name, model.dimension)
+    model = read_registry(conn, DEFAULT_TARGET).signature
+    embedder = resolve_embedder(model.name, model.dimension, models_dir=load_settings().models_dir)
     probes = embedder.embed_batch([q.text for q in QUERIES[:SHOWN_QUERIES]])
     print(f"\nSearches with {model.describe()}:")
     for query, probe in zip(QUERIES[:SHOWN_QUERIES], probes, strict=True):
@@ -101,9 +108,9 @@ def run_demo(config_path: Path) -> None:
     docs = stdlib_docs()
     with engine.begin() as conn:
         added = load_corpus(conn, docs)
-        model = read_registry(conn).signature
-        embedded = embed_missing(conn, resolve_embedder(model.name, model.dimension))
-        total = count_rows(conn)
+        model = read_registry(conn, DEFAULT_TARGET).signature
+        embedded = embed_missing(conn, resolve_embedder(model.name, model.dimension, models_dir=settings.models_dir))
+        total = catalog.count(conn, _STORE.count_rows())
     print(f"\nCorpus: {len(docs)} docstrings of this Python's standard library; {added} new rows, {total} in the store")
     print(f"Embedded {embedded} rows with {model.describe()}")
     with engine.connect() as conn:

@@ -6,24 +6,25 @@ from pathlib import Path
 
 from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.embedders.fastembed_model import FastembedEmbedder, supported_models
+from vestige_embed.embedders.hashing import MAX_DIMENSION as HASH_MAX_DIMENSION
 from vestige_embed.embedders.hashing import NAME_PREFIX as HASH_PREFIX
 from vestige_embed.embedders.hashing import HashEmbedder
 from vestige_embed.errors import DimensionMismatchError, UnknownModelError
-from vestige_embed.schema import HNSW_MAX_DIMENSION
 
 __all__ = ["Embedder", "FastembedEmbedder", "HashEmbedder", "Matrix", "known_models", "resolve_embedder"]
 
 
 def known_models() -> list[str]:
     """Every name `resolve_embedder` accepts (hashing embedders as one pattern)."""
-    return [f"{HASH_PREFIX}<1..{HNSW_MAX_DIMENSION}>", *sorted(supported_models())]
+    return [f"{HASH_PREFIX}<1..{HASH_MAX_DIMENSION}>", *sorted(supported_models())]
 
 
 def resolve_embedder(name: str, dimension: int | None = None, *, models_dir: Path | None = None) -> Embedder:
     """The embedder called `name`; fails before any work if `dimension` is given and differs.
 
     Models load lazily, so resolving is cheap and validates names and dimensions up front.
-    `models_dir` defaults to the configured models folder (VESTIGE_MODELS_DIR).
+    `models_dir` is the folder of model sub-folders (the surfaces pass the configured one);
+    without it fastembed's own download cache is used.
     """
     embedder = _build(name, models_dir)
     if dimension is not None and dimension != embedder.dimension:
@@ -36,12 +37,9 @@ def resolve_embedder(name: str, dimension: int | None = None, *, models_dir: Pat
 def _build(name: str, models_dir: Path | None) -> Embedder:
     if name.startswith(HASH_PREFIX):
         size = name.removeprefix(HASH_PREFIX)
-        if size.isdigit() and 1 <= int(size) <= HNSW_MAX_DIMENSION:
+        # Strict: `hash-064` is not another spelling of `hash-64` (names are signatures).
+        if size.isdigit() and not size.startswith("0") and int(size) <= HASH_MAX_DIMENSION:
             return HashEmbedder(int(size))
     elif name in supported_models():
-        if models_dir is None:
-            from vestige_embed.config import load_settings
-
-            models_dir = load_settings().models_dir
         return FastembedEmbedder(name, models_dir=models_dir)
     raise UnknownModelError(f"unknown embedder model '{name}'. Known: {', '.join(known_models())}")

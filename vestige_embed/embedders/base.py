@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from vestige_embed.signature import ModelSignature
+from vestige_embed.target.signature import ModelSignature
 
 Matrix = npt.NDArray[np.float32]
 

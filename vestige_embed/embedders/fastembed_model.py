@@ -23,7 +23,7 @@ import numpy as np
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.embedders.model_files import folder_name, holds_model, verified_sha256
 from vestige_embed.errors import EmbedderError, ModelIntegrityError, UnknownModelError
-from vestige_embed.signature import ModelSignature
+from vestige_embed.target.signature import ModelSignature
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from vestige_embed.embedders.base import Matrix
-from vestige_embed.signature import ModelSignature
+from vestige_embed.target.signature import ModelSignature
 
 NAME_PREFIX = "vestige/hash-"
+#: pgvector's largest vector; HNSW limits (2,000 for vector, 4,000 for halfvec) are the target's.
+MAX_DIMENSION = 16_000
 _ALGORITHM = "vestige-hash/v1: NFKC+casefold, words w=1.0, word bigrams w=0.5, utf-8 char 3/4-grams w=0.25, splitmix64"
 
 _U64 = np.uint64

@@ -12,8 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from vestige_embed.config import Settings, load_settings, redact, resolve_database_url
 from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
+from vestige_embed.settings.config import Settings, load_settings, resolve_database_url
+from vestige_embed.settings.urls import redact
 
 log = logging.getLogger("vestige_embed.cli")
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     reembed = actions.add_parser("reembed", help="re-embed every stored vector now (batched commits)")
     _database_args(reembed)
+    _target_args(reembed)
     _model_args(reembed, dimension_required=True)
     reembed.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
     reembed.add_argument(
@@ -69,12 +71,14 @@ def _parser() -> argparse.ArgumentParser:
 
     stage = actions.add_parser("stage", help="precompute the new model's vectors while search is served")
     _database_args(stage)
+    _target_args(stage)
     _model_args(stage, dimension_required=False)
     stage.add_argument("--batch-size", type=_positive, default=128)
     stage.set_defaults(handler=_stage)
 
     status = actions.add_parser("status", help="registry, revisions, column, index, rows")
     _database_args(status)
+    _target_args(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
@@ -105,6 +109,37 @@ def _database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini to read sqlalchemy.url from")
 
 
+def _target_args(p: argparse.ArgumentParser) -> None:
+    from vestige_embed.target import DEFAULT_TARGET, Distance, Storage
+
+    group = p.add_argument_group("target", "the embedding column to work on (default: knowledge_nodes.embedding)")
+    group.add_argument("--table", default=DEFAULT_TARGET.table, help="table, `name` or `schema.name`")
+    group.add_argument("--key", default=DEFAULT_TARGET.key, help="its key column (uuid, bigint or text)")
+    group.add_argument(
+        "--content",
+        default=DEFAULT_TARGET.content,
+        help="the text to embed: a column, or a SQL expression over the row",
+    )
+    group.add_argument("--embedding", default=DEFAULT_TARGET.embedding, help="the vector column")
+    group.add_argument("--storage", choices=[s.value for s in Storage], default=DEFAULT_TARGET.storage.value)
+    group.add_argument("--distance", choices=[d.value for d in Distance], default=DEFAULT_TARGET.distance.value)
+    group.add_argument("--index", default="", help="HNSW index name (default idx_<table>_<embedding>_hnsw)")
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from vestige_embed.target import Target
+
+    return Target(
+        table=args.table,
+        key=args.key,
+        content=args.content,
+        embedding=args.embedding,
+        storage=args.storage,
+        distance=args.distance,
+        index=args.index,
+    )
+
+
 def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool) -> None:
     p.add_argument("--model", required=True, help="embedder name, e.g. sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--dimension", type=_positive, required=dimension_required, help="expected vector size")
@@ -133,14 +168,17 @@ def _emit_json(value: Any) -> None:
 
 
 def _reembed(args: argparse.Namespace) -> int:
-    from vestige_embed.banner import warn_and_wait
+    from vestige_embed.cli.banner import warn_and_wait
     from vestige_embed.embedders import resolve_embedder
-    from vestige_embed.engine import dry_run_reembed, run_reembed
-    from vestige_embed.plan import ReembedPlan
-    from vestige_embed.progress import progress_for
+    from vestige_embed.run.engine import dry_run_reembed, run_reembed
+    from vestige_embed.run.plan import ReembedPlan
+    from vestige_embed.run.progress import progress_for
+    from vestige_embed.store.registry import read_registry
+    from vestige_embed.target import ModelState
 
     settings = _settings(args)
-    embedder = resolve_embedder(args.model, args.dimension)  # before connecting
+    target = _target(args)
+    embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)  # before connecting
     plan = ReembedPlan(
         batch_size=args.batch_size,
         drop_hnsw_first=args.drop_hnsw_first,
@@ -150,20 +188,17 @@ def _reembed(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     with engine.connect() as conn:
         if args.dry_run:
-            summary = dry_run_reembed(conn, embedder, plan)
+            summary = dry_run_reembed(conn, embedder, plan, target=target)
             for key, value in summary.to_json().items():
                 print(f"{key}: {value}", file=sys.stderr)
             if args.json:
                 _emit_json(summary.to_json())
             return EXIT_OK
-        from vestige_embed.registry import read_registry
-        from vestige_embed.schema import ModelState
-
-        registry = read_registry(conn)
+        registry = read_registry(conn, target)
         conn.rollback()
         if not (registry.signature == embedder.signature() and registry.state is ModelState.READY):
             warn_and_wait(confirm=not args.no_confirm)
-        report = run_reembed(conn, embedder, plan, progress=progress_for("reembed"))
+        report = run_reembed(conn, embedder, plan, target=target, progress=progress_for("reembed"))
         conn.commit()
     if args.json:
         _emit_json(report.to_json())
@@ -174,13 +209,14 @@ def _reembed(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     from vestige_embed.embedders import resolve_embedder
-    from vestige_embed.progress import progress_for
-    from vestige_embed.staging import stage
+    from vestige_embed.run.progress import progress_for
+    from vestige_embed.run.staging import stage
 
     settings = _settings(args)
-    embedder = resolve_embedder(args.model, args.dimension)
+    target = _target(args)
+    embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)
     with _engine(settings).connect() as conn:
-        report = stage(conn, embedder, batch_size=args.batch_size, progress=progress_for("stage"))
+        report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
     print(report.summary_line())
     return EXIT_OK
 
@@ -190,14 +226,15 @@ def _status(args: argparse.Namespace) -> int:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from vestige_embed.status import format_status, store_status
+    from vestige_embed.store.status import format_status, store_status
 
     settings = _settings(args)
+    target = _target(args)
     with _engine(settings).connect() as conn:
         status: dict[str, Any] = {"alembic": {"current": MigrationContext.configure(conn).get_current_revision()}}
         if Path(args.config).is_file():
             status["alembic"]["head"] = ScriptDirectory.from_config(Config(args.config)).get_current_head()
-        status.update(store_status(conn))
+        status.update(store_status(conn, target))
     if args.json:
         _emit_json(status)
     else:
@@ -208,7 +245,7 @@ def _status(args: argparse.Namespace) -> int:
 def _revision(args: argparse.Namespace) -> int:
     from alembic.config import Config
 
-    from vestige_embed.revision import write_model_revision
+    from vestige_embed.alembic.revision import write_model_revision
 
     if not Path(args.config).is_file():
         raise ConfigError(f"{args.config} not found; run from the project folder or pass --config")

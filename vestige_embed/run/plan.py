@@ -1,19 +1,25 @@
-"""What a re-embed is asked to do (`ReembedPlan`) and what it reports back."""
+"""What a re-embed is asked to do (`ReembedPlan`) and what it reports back. Value types."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from vestige_embed.errors import ConfigError
-from vestige_embed.index import build_settings
-from vestige_embed.signature import ModelSignature
-from vestige_embed.typmod import TypmodApproach
+from vestige_embed.target import ModelSignature
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LOCK_TIMEOUT = "10s"
 DEFAULT_BUILD_MEMORY_CAP_MB = 2048
 DEFAULT_BUILD_WORKERS = 2
+
+
+class TypmodApproach(enum.StrEnum):
+    """`auto`: relax/tighten (approach B) with approach C as fallback; `new_column`: C always."""
+
+    AUTO = "auto"
+    NEW_COLUMN = "new_column"
 
 
 @dataclass(frozen=True)
@@ -39,16 +45,6 @@ class ReembedPlan:
     max_parallel_maintenance_workers: int = DEFAULT_BUILD_WORKERS
     use_staged: bool = True
 
-    def index_build_settings(self, rows: int, dimension: int) -> dict[str, str]:
-        """The session settings this plan gives an HNSW build over `rows` x `dimension`."""
-        return build_settings(
-            rows,
-            dimension,
-            cap_mb=self.maintenance_work_mem_cap_mb,
-            workers=self.max_parallel_maintenance_workers,
-            explicit_mb=self.maintenance_work_mem_mb,
-        )
-
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
@@ -59,12 +55,27 @@ class ReembedPlan:
         object.__setattr__(self, "typmod_approach", TypmodApproach(self.typmod_approach))
 
 
+class Strategy(enum.StrEnum):
+    """How a run moves the vectors, chosen once per run from the plan and the catalog."""
+
+    #: Same column: write over it (relaxing its typmod first when the size changes).
+    IN_PLACE = "in_place"
+    #: Approach C: a new column typed for the new size, dropped into place at the end.
+    NEW_COLUMN = "new_column"
+    #: Staged swap: new column and its index built before the window, catalog-only swap.
+    STAGED_SWAP = "staged_swap"
+
+
 @dataclass(frozen=True)
 class ReembedReport:
-    """One run. `duration_secs` runs from the first statement to the registry update,
-    minus `index_rebuild_secs`. `rows_from_staging` of the updated rows came precomputed.
-    `window_secs`: from the first statement that blocks search to the registry update.
-    `data_pass_secs`: streaming, embedding and writing alone (steps 3-4)."""
+    """One run.
+
+    - `duration_secs`: first statement to registry update, minus `index_rebuild_secs`;
+    - `rows_from_staging`: updated rows that came precomputed;
+    - `window_secs`: first statement that blocks search to the registry update;
+    - `data_pass_secs`: applying staged vectors, streaming, embedding and writing;
+    - `writes_blocked_secs`: how long this run held locks that make writers wait.
+    """
 
     rows_updated: int
     duration_secs: float
@@ -72,6 +83,8 @@ class ReembedReport:
     rows_from_staging: int = 0
     window_secs: float = 0.0
     data_pass_secs: float = 0.0
+    writes_blocked_secs: float = 0.0
+    strategy: str = ""
 
     def summary_line(self) -> str:
         return (

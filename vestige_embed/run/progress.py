@@ -1,7 +1,7 @@
-"""Progress of a data pass: a bar on a terminal, periodic log lines in deploy logs.
+"""Progress of a data pass: the protocol the run reports to, and its two displays.
 
-Both go through `logging` (the bar redraws one stderr line; the log lines use the
-`vestige_embed.progress` logger), so Alembic's logging configuration applies.
+A bar on a terminal, periodic log lines in deploy logs. Both go through `logging`
+(the bar redraws one stderr line), so Alembic's logging configuration applies.
 """
 
 from __future__ import annotations
@@ -9,9 +9,27 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from vestige_embed.pipeline import Progress
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
 
 log = logging.getLogger("vestige_embed.progress")
 

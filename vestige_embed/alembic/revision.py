@@ -10,6 +10,7 @@ from alembic.script import ScriptDirectory
 
 from vestige_embed.embedders import resolve_embedder
 from vestige_embed.errors import ConfigError
+from vestige_embed.settings.config import load_settings
 
 
 def head_model(script: ScriptDirectory) -> tuple[str, int, str]:
@@ -35,7 +36,7 @@ def next_revision_id(head: str) -> str:
 
 def write_model_revision(config: Config, model: str, dimension: int | None, message: str | None) -> Path:
     """Write the revision; everything is validated before the file exists."""
-    embedder = resolve_embedder(model, dimension)
+    embedder = resolve_embedder(model, dimension, models_dir=load_settings().models_dir)
     script = ScriptDirectory.from_config(config)
     previous, previous_dimension, head = head_model(script)
     if previous == model:

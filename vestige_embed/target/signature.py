@@ -1,7 +1,8 @@
-"""The identity of an embedding space: which model, how many dimensions, which weights."""
+"""The identity of an embedding space, and whether search may be served from it."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,3 +21,10 @@ class ModelSignature:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ModelState(enum.StrEnum):
+    """Whether the application may serve search from a target's stored vectors."""
+
+    READY = "ready"
+    REEMBEDDING = "reembedding"

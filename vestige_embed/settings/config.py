@@ -11,10 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
-from vestige_embed.errors import ConfigError
+from vestige_embed.settings.urls import normalize_url
 
 DATABASE_URL_ENV = "VESTIGE_DATABASE_URL"
 PGDATA_ENV = "VESTIGE_PGDATA"
@@ -22,8 +19,6 @@ MODELS_DIR_ENV = "VESTIGE_MODELS_DIR"
 STATE_DIR = Path(".vestige")
 DEFAULT_PGDATA = STATE_DIR / "pgdata"
 DEFAULT_MODELS_DIR = STATE_DIR / "models"
-DRIVER = "postgresql+psycopg"
-_ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
 
 
 @dataclass(frozen=True)
@@ -54,32 +49,10 @@ def load_settings(
     )
 
 
-def normalize_url(url: str) -> str:
-    """Return the URL with the psycopg 3 driver; refuse other drivers and other databases."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as e:
-        raise ConfigError(f"database URL is not a valid URL ({e}); expected postgresql://user@host/dbname") from e
-    if parsed.drivername not in _ACCEPTED_SCHEMES:
-        raise ConfigError(
-            f"database URL uses driver '{parsed.drivername}'; vestige-embed needs PostgreSQL "
-            f"through psycopg 3: write it as {DRIVER}://... or postgresql://..."
-        )
-    return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
-
-
-def redact(url: str | URL) -> str:
-    """The URL as it may be printed: never with its password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
-
-
 def resolve_database_url(settings: Settings) -> str:
     """The URL to connect to, starting the embedded server when none was configured."""
     if settings.database_url is not None:
         return settings.database_url
-    from vestige_embed.embedded import embedded_database_url
+    from vestige_embed.settings.embedded import embedded_database_url
 
     return embedded_database_url(settings.pgdata)

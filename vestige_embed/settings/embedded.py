@@ -18,8 +18,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from vestige_embed.config import DRIVER
 from vestige_embed.errors import ConfigError
+from vestige_embed.settings.urls import DRIVER
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,82 @@
+"""`op.reembed(...)`: the Alembic operation that makes a model change a revision.
+
+A thin adapter: online it runs the engine on the migration's connection (atomic,
+inside the migration transaction; `CONCURRENTLY` inside Alembic's autocommit block);
+offline (`--sql`) it emits the staged script of `run.offline`, statement objects that
+Alembic compiles itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.operations import MigrateOperation, Operations
+
+from vestige_embed.embedders import resolve_embedder
+from vestige_embed.run.engine import run_reembed
+from vestige_embed.run.plan import DEFAULT_BATCH_SIZE, ReembedPlan
+from vestige_embed.settings.config import load_settings
+from vestige_embed.target import Target
+
+#: `op.reembed` keywords that describe the target (the rest describe the plan).
+TARGET_FIELDS = ("table", "key", "content", "embedding", "storage", "distance", "index")
+
+
+@Operations.register_operation("reembed")
+class ReembedOp(MigrateOperation):
+    """State of one model change: the model, its target and the plan."""
+
+    def __init__(
+        self,
+        model: str,
+        dimension: int,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        drop_hnsw_first: bool = True,
+        concurrent_index: bool = False,
+        **target: Any,
+    ) -> None:
+        unknown = set(target) - set(TARGET_FIELDS)
+        if unknown:
+            raise TypeError(f"op.reembed() got unexpected keyword(s): {', '.join(sorted(unknown))}")
+        self.model = model
+        self.dimension = dimension
+        self.target = Target(**target)
+        self.plan = ReembedPlan(
+            batch_size=batch_size, drop_hnsw_first=drop_hnsw_first, concurrent_index=concurrent_index
+        )
+
+    @classmethod
+    def reembed(cls, operations: Operations, model: str, dimension: int, **kw: Any) -> None:
+        """Re-embed every stored vector of a table with `model` (`dimension` is checked first).
+
+        ``op.reembed(model="sentence-transformers/all-MiniLM-L6-v2", dimension=384)`` changes
+        the default target, `knowledge_nodes.embedding`. Another table names itself:
+        ``op.reembed(model=..., dimension=..., table="documents", key="doc_id",
+        content="title || ' ' || body", embedding="emb", storage="halfvec",
+        distance="inner_product")``. Plan options: `batch_size`, `drop_hnsw_first`,
+        `concurrent_index`.
+        """
+        operations.invoke(cls(model, dimension, **kw))
+
+
+@Operations.implementation_for(ReembedOp)
+def _reembed(operations: Operations, operation: ReembedOp) -> None:
+    embedder = resolve_embedder(operation.model, operation.dimension, models_dir=load_settings().models_dir)
+    context = operations.get_context()
+    if context.as_sql:
+        from vestige_embed.run.offline import offline_reembed_script
+
+        for statement in offline_reembed_script(operation.target, embedder.signature(), operation.plan):
+            operations.execute(statement)
+        return
+    from vestige_embed.run.progress import progress_for
+
+    run_reembed(
+        operations.get_bind(),
+        embedder,
+        operation.plan,
+        target=operation.target,
+        autocommit_block=context.autocommit_block,
+        progress=progress_for("reembed"),
+    )

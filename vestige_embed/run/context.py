@@ -1,0 +1,104 @@
+"""One run's state: connection, target, plan, and the clock that becomes its report."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection
+
+from vestige_embed.embedders.base import Embedder
+from vestige_embed.run.plan import ReembedPlan, ReembedReport, Strategy
+from vestige_embed.run.progress import Progress
+from vestige_embed.store.registry import RegistryRow
+from vestige_embed.target import ModelSignature, Statements, Target
+from vestige_embed.target.statements import set_setting
+
+AutocommitBlock = Callable[[], AbstractContextManager[object]]
+
+
+@dataclass
+class Clock:
+    """Times the steps and how long writers are locked out; the report is built from it."""
+
+    started: float = field(default_factory=time.perf_counter)
+    spent: dict[str, float] = field(default_factory=dict)
+    window_started: float | None = None
+    window_ended: float | None = None
+    blocked_since: float | None = None
+    blocked: float = 0.0
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - began
+
+    def writes_blocked(self) -> None:
+        """A statement that makes writers wait until the transaction ends has run."""
+        if self.blocked_since is None:
+            self.blocked_since = time.perf_counter()
+
+    def writes_released(self) -> None:
+        if self.blocked_since is not None:
+            self.blocked += time.perf_counter() - self.blocked_since
+            self.blocked_since = None
+
+    def open_window(self) -> None:
+        if self.window_started is None:
+            self.window_started = time.perf_counter()
+
+    def close_window(self) -> None:
+        self.window_ended = time.perf_counter()
+
+    def report(self, strategy: Strategy, rows: int, from_staging: int) -> ReembedReport:
+        self.writes_released()
+        now = time.perf_counter()
+        index = self.spent.get("index", 0.0)
+        window = 0.0
+        if self.window_started is not None:
+            window = (self.window_ended or now) - self.window_started
+        return ReembedReport(
+            rows_updated=rows,
+            duration_secs=round(now - self.started - index, 6),
+            index_rebuild_secs=round(index, 6),
+            rows_from_staging=from_staging,
+            window_secs=round(window, 6),
+            data_pass_secs=round(self.spent.get("data_pass", 0.0), 6),
+            writes_blocked_secs=round(self.blocked, 6),
+            strategy=strategy.value,
+        )
+
+
+@dataclass
+class Run:
+    """Everything the steps share. `target` is resolved against the catalog."""
+
+    conn: Connection
+    embedder: Embedder
+    plan: ReembedPlan
+    target: Target
+    current: RegistryRow
+    progress: Progress
+    autocommit_block: AutocommitBlock
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        self.st = Statements(self.target)
+        self.signature: ModelSignature = self.embedder.signature()
+
+    def set_lock_timeout(self) -> None:
+        """Transaction-local; set again after every commit in batched mode."""
+        self.conn.execute(set_setting("lock_timeout", self.plan.lock_timeout))
+
+    def checkpoint(self) -> None:
+        """Batched mode commits here; atomic mode keeps everything in the caller's transaction."""
+        if self.plan.commit_batches:
+            self.conn.commit()
+            self.clock.writes_released()
+            self.set_lock_timeout()

@@ -1,0 +1,191 @@
+"""The re-embed engine: move every stored vector of a target to a new embedding model.
+
+Operator's guide
+================
+
+`run_reembed(conn, embedder, plan, target=...)` runs eight steps:
+
+1. no-op when the registry already holds the target `(name, dimension, hash)` and says
+   `ready` (re-running anything is always safe);
+2. mark the registry `reembedding`, drop the HNSW index (always on a dimension change:
+   the old index rejects vectors of another size);
+3. stream `(key, content)` in key order through a server-side cursor;
+4. embed batch k+1 while batch k is written with one binary `UPDATE ... FROM unnest`;
+   rows whose embedding is NULL are embedded too;
+5. on a dimension change, relax the typmod before the writes and tighten it after
+   (the tightening checks every row), or use a new column (approach C);
+6. rebuild the HNSW index, plain or `CONCURRENTLY`, with `maintenance_work_mem` sized
+   for the graph;
+7. update the registry: new model, state `ready`;
+8. return a `ReembedReport`.
+
+The strategy (in place, new column, staged swap) is chosen once per run. The staged
+swap is taken when the plan asks for a concurrent index and fresh staged vectors exist:
+the new column and its index are built before the window, which is then catalog-only.
+
+Failure semantics: you must re-run to completion before serving search
+-----------------------------------------------------------------------
+
+Atomic mode (`commit_batches=False`, what `alembic upgrade` uses): everything runs in the
+caller's transaction, under a table lock that makes writers wait. Any failure (error,
+kill, lost connection) rolls back: vectors, column type, index and registry are exactly
+as before. With `concurrent_index=True` the transaction is committed before
+`CREATE INDEX CONCURRENTLY` (it cannot run inside one); from then on the batched-mode
+rules apply.
+
+Batched mode (`commit_batches=True`, what `vestige migrate reembed` uses): every batch is
+committed and logged as `reembed: wrote batch N (M rows)`. The registry says
+`reembedding` from before the first write until step 7. If the run dies in between, the
+table mixes two embedding spaces: `vector_search` refuses (`SearchUnavailable`) and the
+application must not serve search. Recovery: run the same command again. The registry
+still names the old model, so the run redoes the whole pass (same content and model give
+the same vector) and ends `ready`. Batched mode cannot hold a lock across its commits:
+stop the application's writes (the banner says so). A leftover INVALID index from an
+interrupted `CREATE INDEX CONCURRENTLY` stops a concurrent run until you drop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+
+from sqlalchemy.engine import Connection
+
+from vestige_embed.embedders.base import Embedder
+from vestige_embed.errors import ReembedError
+from vestige_embed.run import steps
+from vestige_embed.run.context import AutocommitBlock, Run
+from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, Strategy
+from vestige_embed.run.progress import NoProgress, Progress
+from vestige_embed.store import catalog
+from vestige_embed.store.registry import ensure_registry, read_registry
+from vestige_embed.target import DEFAULT_TARGET, ModelState, Statements, Target
+
+log = logging.getLogger("vestige_embed.reembed")
+
+#: The plan's dry-run estimate: local fastembed embeds ~50 rows/s; an HNSW build costs a
+#: flat 30 s up to 100k rows and grows linearly beyond.
+DRY_RUN_ROWS_PER_SEC = 50.0
+DRY_RUN_INDEX_SECS = 30.0
+DRY_RUN_INDEX_ROWS = 100_000
+
+
+def run_reembed(
+    conn: Connection,
+    embedder: Embedder,
+    plan: ReembedPlan | None = None,
+    *,
+    target: Target = DEFAULT_TARGET,
+    autocommit_block: AutocommitBlock | None = None,
+    progress: Progress | None = None,
+) -> ReembedReport:
+    """Re-embed every row of `target` with `embedder` (see the module docstring)."""
+    plan = plan or ReembedPlan()
+    if autocommit_block is None and plan.concurrent_index and not plan.commit_batches:
+        raise ReembedError(
+            "concurrent_index=True needs to commit before CREATE INDEX CONCURRENTLY, which atomic mode "
+            "cannot do on its own: use commit_batches=True, or run it from an Alembic revision "
+            "(op.reembed passes Alembic's autocommit_block)"
+        )
+    target = catalog.resolve_target(conn, target)
+    ensure_registry(conn)
+    current = read_registry(conn, target)
+    signature = embedder.signature()
+    if current.signature == signature and current.state is ModelState.READY:
+        log.info("reembed: registry already holds %s and is ready; nothing to do", signature.describe())
+        return ReembedReport(rows_updated=0, duration_secs=0.0, index_rebuild_secs=0.0)
+    limit = target.storage.hnsw_max_dimension
+    if signature.dimension > limit:
+        raise ReembedError(
+            f"{signature.name} produces {signature.dimension}-d vectors; pgvector's HNSW index on "
+            f"`{target.storage.value}` takes at most {limit}. "
+            + ("Store the target as halfvec (up to 4000), or choose " if limit < 4000 else "Choose ")
+            + f"a model of at most {limit} dimensions."
+        )
+    block = autocommit_block or (lambda: _own_autocommit_block(conn))
+    run = Run(conn, embedder, plan, target, current, progress or NoProgress(), block)
+    steps.refuse_invalid_index(run)
+    log.info(
+        "reembed: %s: %s -> %s (%s)",
+        target.describe(),
+        current.signature.describe(),
+        signature.describe(),
+        "batched commits" if plan.commit_batches else "atomic",
+    )
+    report = _staged_swap(run) if _staged_swap_possible(run) else _rewrite(run)
+    log.info("reembed: done (%s): %s", report.strategy, report.summary_line())
+    return report
+
+
+def _staged_swap_possible(run: Run) -> bool:
+    if not (run.plan.concurrent_index and run.plan.use_staged and catalog.staging_exists(run.conn, run.st)):
+        return False
+    return catalog.count(run.conn, run.st.count_staged(run.st.staged_for(run.signature))) > 0
+
+
+def _rewrite(run: Run) -> ReembedReport:
+    """In place or into a new column; search is refused from the first change to the end."""
+    run.set_lock_timeout()
+    if not run.plan.commit_batches:
+        steps.lock_out_writers(run)
+    steps.mark_reembedding(run)
+    strategy = steps.choose_strategy(run)
+    steps.drop_index(run, strategy)
+    strategy = steps.prepare_column(run, strategy)
+    run.checkpoint()
+    rows, from_staging = steps.data_pass(run, steps.column_for(run, strategy))
+    steps.finish_column(run, strategy)
+    steps.build_index(run, rows)
+    steps.analyze(run)
+    steps.register(run)
+    return run.clock.report(strategy, rows, from_staging)
+
+
+def _staged_swap(run: Run) -> ReembedReport:
+    """Search stays on the old column until a catalog-only window; writers wait only for
+    the catch-up of rows changed since staging, and the window."""
+    copied = steps.prebuild_next_column(run)
+    rows = catalog.count(run.conn, run.st.count_rows())
+    steps.build_index(run, rows, column=run.target.next_embedding, name=run.target.next_index)
+    run.set_lock_timeout()
+    steps.lock_out_writers(run)
+    embedded = steps.catch_up(run)
+    steps.swap_window(run)
+    steps.analyze(run)
+    run.checkpoint()
+    return run.clock.report(Strategy.STAGED_SWAP, copied + embedded, copied)
+
+
+def dry_run_reembed(
+    conn: Connection, embedder: Embedder, plan: ReembedPlan | None = None, *, target: Target = DEFAULT_TARGET
+) -> DryRunSummary:
+    """What `run_reembed` would do: reads the registry and counts rows; embeds and writes nothing."""
+    plan = plan or ReembedPlan()
+    current = read_registry(conn, target)
+    signature = embedder.signature()
+    noop = current.signature == signature and current.state is ModelState.READY
+    rows = 0 if noop else catalog.count(conn, Statements(target).count_rows())
+    index_secs = 0.0 if noop else DRY_RUN_INDEX_SECS * max(1.0, rows / DRY_RUN_INDEX_ROWS)
+    return DryRunSummary(
+        rows_to_update=rows,
+        embedder_batches=math.ceil(rows / plan.batch_size),
+        estimated_walltime_secs=round(rows / DRY_RUN_ROWS_PER_SEC + index_secs, 3),
+        current_signature=current.signature,
+        target_signature=signature,
+        would_alter_typmod=current.signature.dimension != signature.dimension,
+    )
+
+
+@contextlib.contextmanager
+def _own_autocommit_block(conn: Connection) -> Iterator[None]:
+    """Batched mode's stand-in for Alembic's autocommit_block()."""
+    conn.commit()
+    level = conn.get_isolation_level()
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        conn.commit()  # ends SQLAlchemy's autobegun (no-op) transaction
+        conn.execution_options(isolation_level=level)

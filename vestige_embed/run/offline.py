@@ -1,0 +1,69 @@
+"""The offline (`alembic upgrade --sql`) form of a model change: a script a DBA runs with
+`psql -v ON_ERROR_STOP=1`.
+
+Embeddings cannot be computed in SQL, so the script applies vectors staged beforehand
+by `vestige migrate stage`. After taking the table lock, a guard checks that every row
+has a fresh staged vector of the right size before anything changes; the rest is what
+the online path does, statement for statement, from the same statement builder.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from vestige_embed.run.plan import ReembedPlan
+from vestige_embed.target import ModelSignature, ModelState, Statements, Target
+from vestige_embed.target.ddl import Comment
+from vestige_embed.target.statements import TABLE_LOCK_MODE, create_registry, set_setting
+
+
+def stage_command(target: Target, signature: ModelSignature) -> str:
+    table = "" if target.table == "knowledge_nodes" else f" --table {target.table}"
+    return f"vestige migrate stage{table} --model {signature.name} --dimension {signature.dimension}"
+
+
+def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comment:
+    lines = [
+        f"vestige-embed: re-embed {target.describe()} with {signature.describe()}",
+        f"model hash {signature.hash}",
+        "",
+        "Run with psql -v ON_ERROR_STOP=1 -f this-script.sql",
+        "Before running it, stage the new vectors (search keeps working meanwhile):",
+        f"    {stage_command(target, signature)}",
+        "The guard below stops the script, before any change, if a row has no fresh staged vector.",
+        "",
+        f"Locks: {TABLE_LOCK_MODE} on {target.table} first (writes wait, search goes on), then ACCESS",
+        "EXCLUSIVE from the DROP INDEX to the end of the transaction (search is down, writes wait);",
+        f"lock_timeout {plan.lock_timeout} makes the script fail instead of queueing behind long transactions.",
+        f"The registry ({ModelState.REEMBEDDING.value} -> {ModelState.READY.value}) tells the application "
+        "when it may search again.",
+    ]
+    return Comment(lines)
+
+
+def offline_reembed_script(target: Target, signature: ModelSignature, plan: ReembedPlan) -> list[sa.Executable]:
+    """The statements of the offline model change, in the order the online path runs them."""
+    st = Statements(target)
+    return [
+        header(target, signature, plan),
+        set_setting("lock_timeout", plan.lock_timeout),
+        st.lock(),
+        st.offline_guard(signature, stage_command(target, signature)),
+        *create_registry(),
+        st.set_state(ModelState.REEMBEDDING),
+        st.drop_index(),
+        st.relax(),
+        st.apply_staged(signature),
+        st.tighten(signature.dimension),
+        *st.build_settings(
+            None,
+            signature.dimension,
+            explicit_mb=plan.maintenance_work_mem_mb,
+            cap_mb=plan.maintenance_work_mem_cap_mb,
+            workers=plan.max_parallel_maintenance_workers,
+        ),
+        st.create_index(),
+        st.analyze(),
+        st.release_staged(signature),
+        st.register_model(signature),
+    ]

@@ -1,0 +1,283 @@
+"""The steps of a run, each small and named for what it does; the engine orders them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from vestige_embed.embedders.base import Matrix
+from vestige_embed.errors import ReembedError
+from vestige_embed.run.context import Run
+from vestige_embed.run.pipeline import run_pipeline
+from vestige_embed.run.plan import Strategy, TypmodApproach
+from vestige_embed.run.reader import Batch, stream_batches
+from vestige_embed.store import catalog
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target import ModelState
+from vestige_embed.target.statements import current_setting, set_setting
+
+log = logging.getLogger("vestige_embed.reembed")
+
+
+def lock_out_writers(run: Run) -> None:
+    """Writers wait (readers do not) until the transaction ends; a second run waits too."""
+    run.conn.execute(run.st.lock())
+    run.clock.writes_blocked()
+
+
+def mark_reembedding(run: Run) -> None:
+    """From here until `register` the registry tells the application not to serve search."""
+    run.clock.open_window()
+    run.conn.execute(run.st.set_state(ModelState.REEMBEDDING))
+    run.checkpoint()
+
+
+def choose_strategy(run: Run) -> Strategy:
+    """Chosen once, from the plan and the catalog (the staged swap is chosen before this)."""
+    found = catalog.column_type(run.conn, run.st)
+    assert found is not None  # resolve_target checked the column
+    type_name, declared = found
+    if type_name == run.target.storage.value and declared == run.signature.dimension:
+        return Strategy.IN_PLACE
+    if run.plan.typmod_approach is TypmodApproach.NEW_COLUMN or type_name != run.target.storage.value:
+        return Strategy.NEW_COLUMN
+    return Strategy.IN_PLACE
+
+
+def drop_index(run: Run, strategy: Strategy) -> None:
+    """The old index would index every write (and rejects vectors of another size)."""
+    if catalog.index_validity(run.conn, run.st) is None:
+        return
+    dimension_change = catalog.column_dimension(run.conn, run.st) != run.signature.dimension
+    if not (run.plan.drop_hnsw_first or dimension_change or strategy is Strategy.NEW_COLUMN):
+        return
+    if not run.plan.drop_hnsw_first:
+        log.warning(
+            "reembed: dropping %s although drop_hnsw_first=False: the dimension changes to %d "
+            "and the old index rejects vectors of the new size",
+            run.target.index,
+            run.signature.dimension,
+        )
+    run.conn.execute(run.st.drop_index())
+    run.clock.writes_blocked()
+    log.info("reembed: dropped index %s", run.target.index)
+
+
+def prepare_column(run: Run, strategy: Strategy) -> Strategy:
+    """Make room for vectors of the new size; returns the strategy that took (approach B
+    falls back to C when pgvector refuses to relax the typmod)."""
+    if strategy is Strategy.IN_PLACE and catalog.column_dimension(run.conn, run.st) == run.signature.dimension:
+        return strategy
+    if strategy is Strategy.IN_PLACE and _try_relax(run):
+        log.info("reembed: relaxed %s to %s (no typmod)", run.target.embedding, run.target.storage.value)
+        return strategy
+    run.conn.execute(run.st.drop_column(run.target.next_embedding))
+    run.conn.execute(run.st.add_next_column(run.signature.dimension))
+    run.clock.writes_blocked()
+    log.info(
+        "reembed: approach C: writing into new column %s %s(%d)",
+        run.target.next_embedding,
+        run.target.storage.value,
+        run.signature.dimension,
+    )
+    return Strategy.NEW_COLUMN
+
+
+def _try_relax(run: Run) -> bool:
+    savepoint = run.conn.begin_nested()
+    try:
+        run.conn.execute(run.st.relax())
+    except DBAPIError as e:
+        savepoint.rollback()
+        log.warning("reembed: relaxing the typmod failed (%s); falling back to approach C", e.orig)
+        return False
+    if catalog.column_dimension(run.conn, run.st) is not None:
+        savepoint.rollback()
+        log.warning("reembed: the typmod is still set after relaxing it; falling back to approach C")
+        return False
+    savepoint.commit()
+    run.clock.writes_blocked()
+    return True
+
+
+def column_for(run: Run, strategy: Strategy) -> str:
+    return run.target.embedding if strategy is Strategy.IN_PLACE else run.target.next_embedding
+
+
+def data_pass(run: Run, column: str) -> tuple[int, int]:
+    """Apply fresh staged vectors, then embed the rest; returns (rows written, from staging)."""
+    with run.clock.step("data_pass"):
+        from_staging = 0
+        remaining: sa.ColumnElement[bool] | None = None
+        if run.plan.use_staged and catalog.staging_exists(run.conn, run.st):
+            from_staging = int(run.conn.execute(run.st.apply_staged(run.signature, column)).rowcount)
+            remaining = sa.not_(run.st.fresh_staged(run.signature))
+            log.info("reembed: applied %d staged vectors", from_staging)
+            run.checkpoint()
+        run.progress.start(catalog.count(run.conn, run.st.count_rows(remaining)))
+        writer = VectorWriter(run.conn, run.st, column)
+        try:
+            with _reader(run) as reader:
+                embedded = run_pipeline(
+                    stream_batches(reader, run.st, run.plan.batch_size, remaining),
+                    run.embedder,
+                    lambda batch, vectors: writer(batch.keys, vectors),
+                    progress=run.progress,
+                    on_batch=run.checkpoint,
+                )
+        finally:
+            run.progress.finish()
+    return embedded + from_staging, from_staging
+
+
+@contextlib.contextmanager
+def _reader(run: Run) -> Iterator[Connection]:
+    """Atomic mode reads in the caller's transaction; batched mode commits per batch,
+    which would end the cursor's transaction, so it reads on a second connection."""
+    if not run.plan.commit_batches:
+        yield run.conn
+        return
+    with run.conn.engine.connect() as reader:
+        reader.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        yield reader
+
+
+def finish_column(run: Run, strategy: Strategy) -> None:
+    """The integrity gate: the typmod goes back on (a rewrite that checks every row), or
+    the new column takes the old one's place."""
+    if strategy is Strategy.NEW_COLUMN:
+        for statement in run.st.swap_next_column():
+            run.conn.execute(statement)
+    elif catalog.column_dimension(run.conn, run.st) != run.signature.dimension:
+        run.conn.execute(run.st.tighten(run.signature.dimension))
+    run.clock.writes_blocked()
+    run.checkpoint()
+
+
+def build_index(run: Run, rows: int, *, column: str | None = None, name: str | None = None) -> None:
+    """Build the HNSW index with memory sized for its graph; CONCURRENTLY when the plan
+    says so (then outside any transaction, with session settings restored afterwards)."""
+    name = name or run.target.index
+    if catalog.index_validity(run.conn, run.st, name) is not None:
+        return
+    concurrently = run.plan.concurrent_index
+    settings = run.st.build_settings(
+        rows,
+        run.signature.dimension,
+        explicit_mb=run.plan.maintenance_work_mem_mb,
+        cap_mb=run.plan.maintenance_work_mem_cap_mb,
+        workers=run.plan.max_parallel_maintenance_workers,
+        local=not concurrently,
+    )
+    with run.clock.step("index"):
+        if not concurrently:
+            shown = [run.conn.execute(s).scalar() for s in settings]
+            log.info("reembed: building %s (maintenance_work_mem=%s, workers=%s)", name, *shown)
+            run.conn.execute(run.st.create_index(column, name=name))
+            run.clock.writes_blocked()
+        else:
+            with run.autocommit_block():
+                previous = _session_settings(run.conn)
+                shown = [run.conn.execute(s).scalar() for s in settings]
+                log.info("reembed: building %s CONCURRENTLY (maintenance_work_mem=%s, workers=%s)", name, *shown)
+                try:
+                    run.conn.execute(run.st.create_index(column, name=name, concurrently=True))
+                finally:
+                    for setting, value in previous.items():
+                        run.conn.execute(set_setting(setting, value, local=False))
+    log.info("reembed: built %s in %.1f s", name, run.clock.spent["index"])
+
+
+_BUILD_SETTINGS = ("maintenance_work_mem", "max_parallel_maintenance_workers")
+
+
+def _session_settings(conn: Connection) -> dict[str, str]:
+    return {name: str(conn.execute(current_setting(name)).scalar_one()) for name in _BUILD_SETTINGS}
+
+
+def register(run: Run) -> None:
+    """Step 7: spent staged vectors go, the registry names the new model, search may resume."""
+    if catalog.staging_exists(run.conn, run.st):
+        run.conn.execute(run.st.release_staged(run.signature))
+    run.conn.execute(run.st.register_model(run.signature))
+    run.clock.close_window()
+    run.checkpoint()
+
+
+def analyze(run: Run) -> None:
+    run.conn.execute(run.st.analyze())
+
+
+# The staged swap: new column and its index built while search is served, then a
+# catalog-only swap in a window of milliseconds.
+
+
+def prebuild_next_column(run: Run) -> int:
+    """Before the window, in autocommit: fill the new column from staging and build its
+    index CONCURRENTLY. A rerun keeps what an interrupted one copied and built."""
+    st, target = run.st, run.target
+    with run.autocommit_block():
+        previous = str(run.conn.execute(current_setting("lock_timeout")).scalar_one())
+        run.conn.execute(set_setting("lock_timeout", run.plan.lock_timeout, local=False))
+        try:
+            if catalog.column_dimension(run.conn, st, target.next_embedding) != run.signature.dimension:
+                run.conn.execute(st.drop_column(target.next_embedding))
+            if not catalog.column_exists(run.conn, st, target.next_embedding):
+                run.conn.execute(st.add_next_column(run.signature.dimension))
+            with run.clock.step("data_pass"):
+                copied = int(run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding)).rowcount)
+            log.info("reembed: copied %d staged vectors into %s (search still served)", copied, target.next_embedding)
+            if catalog.index_validity(run.conn, st, target.next_index) is False:
+                run.conn.execute(st.drop_index(target.next_index, concurrently=True))
+        finally:
+            run.conn.execute(set_setting("lock_timeout", previous, local=False))
+    return copied
+
+
+def catch_up(run: Run) -> int:
+    """Under the table lock: embed rows added or edited since staging into the new column."""
+    st, target = run.st, run.target
+    behind = sa.or_(st.column(target.next_embedding).is_(None), sa.not_(st.fresh_staged(run.signature)))
+    started = time.perf_counter()
+    with run.clock.step("data_pass"):
+        run.progress.start(catalog.count(run.conn, st.count_rows(behind)))
+        writer = VectorWriter(run.conn, st, target.next_embedding)
+
+        def write(batch: Batch, vectors: Matrix) -> int:
+            return writer(batch.keys, vectors)
+
+        try:
+            embedded = run_pipeline(
+                stream_batches(run.conn, st, run.plan.batch_size, behind), run.embedder, write, progress=run.progress
+            )
+        finally:
+            run.progress.finish()
+    log.info(
+        "reembed: embedded %d rows added or edited since staging (writes waited %.1f s)",
+        embedded,
+        time.perf_counter() - started,
+    )
+    return embedded
+
+
+def swap_window(run: Run) -> None:
+    """The window: catalog-only statements, then the registry, in one transaction."""
+    run.clock.open_window()
+    for statement in run.st.swap_next_column():
+        run.conn.execute(statement)
+    run.conn.execute(run.st.rename_next_index())
+    register(run)
+
+
+def refuse_invalid_index(run: Run) -> None:
+    if run.plan.concurrent_index and catalog.index_validity(run.conn, run.st) is False:
+        raise ReembedError(
+            f"index {run.target.index} is INVALID (left by an interrupted CREATE INDEX CONCURRENTLY). "
+            f"Drop it, then re-run: DROP INDEX CONCURRENTLY {run.st.relation(run.target.index)};"
+        )

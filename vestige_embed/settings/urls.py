@@ -1,0 +1,33 @@
+"""Database URLs: the one driver vestige-embed uses, and how a URL may be printed."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from vestige_embed.errors import ConfigError
+
+DRIVER = "postgresql+psycopg"
+_ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
+
+
+def normalize_url(url: str) -> str:
+    """Return the URL with the psycopg 3 driver; refuse other drivers and other databases."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"database URL is not a valid URL ({e}); expected postgresql://user@host/dbname") from e
+    if parsed.drivername not in _ACCEPTED_SCHEMES:
+        raise ConfigError(
+            f"database URL uses driver '{parsed.drivername}'; vestige-embed needs PostgreSQL "
+            f"through psycopg 3: write it as {DRIVER}://... or postgresql://..."
+        )
+    return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be printed: never with its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"

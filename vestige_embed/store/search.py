@@ -1,0 +1,71 @@
+"""Nearest-neighbour search that cannot mix two embedding spaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.engine import Connection
+
+from vestige_embed.errors import SearchUnavailable
+from vestige_embed.store.registry import read_registry
+from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
+from vestige_embed.target.statements import set_setting
+
+#: pgvector's default `hnsw.ef_search`; asking for more neighbours raises it for the query.
+DEFAULT_EF_SEARCH = 40
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: Any
+    content: str
+    distance: float
+
+
+def vector_search(
+    conn: Connection,
+    probe: npt.ArrayLike,
+    k: int = 10,
+    *,
+    target: Target = DEFAULT_TARGET,
+    model: ModelSignature | None = None,
+) -> list[Hit]:
+    """The `k` rows nearest to `probe`, embedded with `model` (default: the registry's).
+
+    The registry's state and model are checked inside the search statement itself, so a
+    change that commits between a check and the query cannot slip in; `SearchUnavailable`
+    says why nothing may be served.
+    """
+    if model is None:
+        model = read_registry(conn, target).signature
+    vector = np.asarray(probe, dtype=np.float32)
+    if vector.ndim != 1 or vector.shape[0] != model.dimension:
+        raise SearchUnavailable(
+            f"probe has shape {vector.shape}, but {model.name} makes {model.dimension}-d vectors; "
+            "embed the query with the model the registry names"
+        )
+    if k > DEFAULT_EF_SEARCH:
+        conn.execute(set_setting("hnsw.ef_search", str(k)))
+    rows = conn.execute(Statements(target).search(model, k), {"probe": vector}).all()
+    if not rows:
+        _explain_empty(conn, target, model)
+    return [Hit(r[0], r[1], float(r[2])) for r in rows]
+
+
+def _explain_empty(conn: Connection, target: Target, model: ModelSignature) -> None:
+    """No rows: an empty table, or the search was refused (the statement returns nothing then)."""
+    registry = read_registry(conn, target)
+    if registry.state is not ModelState.READY:
+        raise SearchUnavailable(
+            f"search on {target.describe()} is unavailable: the registry says '{registry.state.value}' "
+            f"(a change away from {registry.signature.name} has not finished), so stored vectors may mix "
+            "two embedding spaces. Finish the change: re-run the command that started it"
+        )
+    if registry.signature != model:
+        raise SearchUnavailable(
+            f"the probe was embedded with {model.describe()}, but {target.describe()} holds vectors of "
+            f"{registry.signature.describe()}; embed the query with that model"
+        )

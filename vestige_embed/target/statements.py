@@ -1,0 +1,548 @@
+"""The statement builder: every statement vestige-embed runs, as SQLAlchemy constructs.
+
+Online the store and run layers execute these objects; offline Alembic compiles the
+same objects into the `--sql` script. No other module writes SQL. Identifiers are
+quoted by SQLAlchemy; a target's `content` expression is the one piece of SQL text
+that comes from outside (the operator writes it, like a revision's DDL).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import sqlalchemy as sa
+from pgvector.sqlalchemy import HALFVEC, VECTOR
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable, DropIndex, DropTable
+
+from vestige_embed.target.ddl import (
+    AddColumn,
+    AlterColumnType,
+    Analyze,
+    CreateUniqueIndexIfNotExists,
+    DropColumn,
+    DropDefault,
+    GuardBlock,
+    LockTable,
+    RenameColumn,
+    RenameIndex,
+)
+from vestige_embed.target.signature import ModelSignature, ModelState
+from vestige_embed.target.target import DEFAULT_TARGET, KeyType, Storage, Target
+
+DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+#: Blocks writers (and a second run: the mode conflicts with itself), never readers.
+TABLE_LOCK_MODE = "SHARE ROW EXCLUSIVE"
+
+REGISTRY = "embedding_model"
+REGISTRY_KEY = "embedding_model_target_key"
+#: The single-row registry of vestige-embed 0.1 had this key column (always 1).
+LEGACY_REGISTRY_ID = "id"
+
+# The build-memory formula: bytes of pgvector's in-memory HNSW graph per element, beyond
+# the vector itself (measured order of magnitude: header, tuple ids, neighbour lists).
+MIN_BUILD_MEMORY_MB = 64
+_ELEMENT_OVERHEAD_BYTES = 256
+_NEIGHBOR_BYTES = 16
+_HEADROOM = 1.3
+_MB = 1 << 20
+
+_KEY_TYPES: dict[KeyType, sa.types.TypeEngine[Any]] = {
+    KeyType.UUID: sa.Uuid(),
+    KeyType.BIGINT: sa.BigInteger(),
+    KeyType.TEXT: sa.Text(),
+}
+_CATALOG_KEY_TYPES = {"uuid": KeyType.UUID, "bigint": KeyType.BIGINT, "text": KeyType.TEXT}
+
+
+class PassThrough(sa.types.UserDefinedType[Any]):
+    """A bind type that hands the value to psycopg untouched (our binary dumpers do the work)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return ""
+
+    def bind_processor(self, dialect: sa.Dialect) -> None:
+        return None
+
+
+def vector_type(storage: Storage, dimension: int | None = None) -> sa.types.TypeEngine[Any]:
+    """`vector(N)` / `halfvec(N)`, or the type without a typmod (`dimension` None)."""
+    return VECTOR(dimension) if storage is Storage.VECTOR else HALFVEC(dimension)
+
+
+def key_type_of(catalog_type: str) -> KeyType | None:
+    """The key type a catalog type name (`format_type`) stands for, None if unsupported."""
+    return _CATALOG_KEY_TYPES.get(catalog_type)
+
+
+def set_setting(name: str, value: str | sa.ColumnElement[Any], *, local: bool = True) -> sa.Select[Any]:
+    """`SELECT set_config(name, value, local)`: transaction-local unless `local` is False."""
+    return sa.select(sa.func.set_config(name, value, local))
+
+
+def current_setting(name: str) -> sa.Select[Any]:
+    return sa.select(sa.func.current_setting(name))
+
+
+def compiled(statement: sa.ClauseElement) -> str:
+    """A statement as PostgreSQL receives it, values inlined (offline script, logs)."""
+    return str(statement.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})).strip()
+
+
+# The registry: one row per target.
+
+_registry_metadata = sa.MetaData()
+registry = sa.Table(
+    REGISTRY,
+    _registry_metadata,
+    sa.Column("target_table", sa.Text, nullable=False),
+    sa.Column("target_column", sa.Text, nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("dimension", sa.Integer, nullable=False),
+    sa.Column("model_hash", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default=ModelState.READY.value),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("target_table", "target_column", name=REGISTRY_KEY),
+    sa.CheckConstraint(
+        sa.column("state").in_([s.value for s in ModelState]),
+        name=f"{REGISTRY}_state",
+    ),
+    sa.CheckConstraint(sa.column("dimension") > 0, name=f"{REGISTRY}_dimension_positive"),
+)
+
+
+def create_registry() -> list[sa.schema.ExecutableDDLElement]:
+    """Create the registry, or bring 0.1's single-row registry to one row per target.
+
+    Every statement is idempotent, so the same list serves a new database, an old one
+    (its row becomes the default target's) and an offline script.
+    """
+    table_key, column_key = DEFAULT_TARGET.registry_key
+    return [
+        CreateTable(registry, if_not_exists=True),
+        AddColumn(
+            registry, sa.Column("target_table", sa.Text, nullable=False, server_default=table_key), if_not_exists=True
+        ),
+        AddColumn(
+            registry, sa.Column("target_column", sa.Text, nullable=False, server_default=column_key), if_not_exists=True
+        ),
+        DropColumn(registry, LEGACY_REGISTRY_ID, if_exists=True),
+        DropDefault(registry, "target_table"),
+        DropDefault(registry, "target_column"),
+        CreateUniqueIndexIfNotExists(registry, REGISTRY_KEY, ["target_table", "target_column"]),
+    ]
+
+
+def drop_registry() -> sa.schema.ExecutableDDLElement:
+    return DropTable(registry, if_exists=True)
+
+
+def registry_rows() -> sa.Select[Any]:
+    """Every registered target (status)."""
+    r = registry.c
+    return sa.select(r.target_table, r.target_column, r.model_name, r.dimension, r.model_hash, r.state, r.updated_at)
+
+
+_pg_attribute = sa.table(
+    "pg_attribute",
+    sa.column("attrelid"),
+    sa.column("attname"),
+    sa.column("atttypid"),
+    sa.column("atttypmod"),
+    sa.column("attisdropped"),
+)
+_pg_index = sa.table("pg_index", sa.column("indexrelid"), sa.column("indisvalid"))
+
+
+def column_info(relation: str, column: str) -> sa.Select[Any]:
+    """`(type name, typmod)` of a column; no row when the table or column is absent."""
+    a = _pg_attribute.c
+    return sa.select(sa.func.format_type(a.atttypid, None), a.atttypmod).where(
+        a.attrelid == sa.func.to_regclass(relation), a.attname == column, sa.not_(a.attisdropped)
+    )
+
+
+def relation_exists(relation: str) -> sa.Select[Any]:
+    return sa.select(sa.func.to_regclass(relation).is_not(None))
+
+
+def pgvector_type_oids() -> sa.Select[Any]:
+    """The oids of pgvector's types and their arrays, labelled by type name (NULL if absent)."""
+    names = [name for storage in Storage for name in (storage.value, f"{storage.value}[]")]
+    columns = [sa.cast(sa.func.to_regtype(name), sa.Integer).label(name) for name in names]
+    return cast(sa.Select[Any], sa.select(*columns))
+
+
+def registry_relation() -> str:
+    return DIALECT.identifier_preparer.format_table(registry)
+
+
+class Statements:
+    """Every statement for one target."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        key_type = _KEY_TYPES.get(target.key_type) if target.key_type else None
+        key_sa = key_type if key_type is not None else sa.types.NullType()
+        metadata = sa.MetaData()
+        columns: list[sa.Column[Any]] = [
+            sa.Column(target.key, key_sa, primary_key=True),
+            sa.Column(target.embedding, vector_type(target.storage)),
+            sa.Column(target.next_embedding, vector_type(target.storage)),
+        ]
+        if target.content_is_column and target.content not in (target.key, target.embedding):
+            columns.append(sa.Column(target.content, sa.Text))
+        self.table = sa.Table(target.table_name, metadata, *columns, schema=target.schema)
+        self.staging = sa.Table(
+            target.staging_table,
+            metadata,
+            sa.Column("row_key", key_sa, primary_key=True),
+            sa.Column("staged_vector", vector_type(target.storage), nullable=False),
+            sa.Column("content_sha256", sa.LargeBinary, nullable=False),
+            sa.Column("model_name", sa.Text, nullable=False),
+            sa.Column("dimension", sa.Integer, nullable=False),
+            sa.Column("model_hash", sa.Text, nullable=False),
+            schema=target.schema,
+        )
+
+    # Names and expressions.
+
+    def relation(self, name: str | None = None) -> str:
+        """A relation of the target's schema (default: the table), quoted, as `to_regclass` takes it."""
+        preparer = DIALECT.identifier_preparer
+        quoted = preparer.quote(name or self.target.table_name)
+        return f"{preparer.quote_schema(self.target.schema)}.{quoted}" if self.target.schema else quoted
+
+    @property
+    def key(self) -> sa.Column[Any]:
+        return self.table.c[self.target.key]
+
+    def column(self, name: str) -> sa.Column[Any]:
+        return self.table.c[name]
+
+    @property
+    def content(self) -> sa.ColumnElement[str]:
+        """The text to embed for a row; NULL (say, an expression over a NULL column) embeds as ''."""
+        raw: sa.ColumnElement[Any] = (
+            self.table.c[self.target.content]
+            if self.target.content_is_column
+            else sa.literal_column(f"({self.target.content})", type_=sa.Text)
+        )
+        return sa.func.coalesce(raw, "", type_=sa.Text)
+
+    @property
+    def content_hash(self) -> sa.ColumnElement[bytes]:
+        """The one definition of a content's hash (server side): staging freshness hangs on it."""
+        return sa.func.sha256(sa.func.convert_to(self.content, "UTF8"), type_=sa.LargeBinary)
+
+    # Locks and settings.
+
+    def lock(self) -> LockTable:
+        return LockTable(self.table, TABLE_LOCK_MODE)
+
+    # The column type (the typmod is the dimension).
+
+    def column_info(self, column: str | None = None) -> sa.Select[Any]:
+        return column_info(self.relation(), column or self.target.embedding)
+
+    def relax(self, column: str | None = None) -> AlterColumnType:
+        """Approach B's first step: drop the typmod (catalog-only)."""
+        return AlterColumnType(self.table, column or self.target.embedding, vector_type(self.target.storage))
+
+    def tighten(self, dimension: int, column: str | None = None) -> AlterColumnType:
+        """The integrity gate: rewrites the table, fails if any row has another size."""
+        column = column or self.target.embedding
+        return AlterColumnType(self.table, column, vector_type(self.target.storage, dimension))
+
+    def add_next_column(self, dimension: int) -> AddColumn:
+        column = sa.Column(self.target.next_embedding, vector_type(self.target.storage, dimension))
+        return AddColumn(self.table, column)
+
+    def drop_column(self, name: str) -> DropColumn:
+        return DropColumn(self.table, name, if_exists=True)
+
+    def swap_next_column(self) -> list[sa.schema.ExecutableDDLElement]:
+        """Drop the old column (and its index) and give the new one its name: catalog-only."""
+        return [
+            DropColumn(self.table, self.target.embedding),
+            RenameColumn(self.table, self.target.next_embedding, self.target.embedding),
+        ]
+
+    def rename_next_index(self) -> RenameIndex:
+        return RenameIndex(self.target.schema, self.target.next_index, self.target.index)
+
+    # The HNSW index.
+
+    def hnsw_index(self, column: str | None = None, *, name: str | None = None, concurrently: bool = False) -> sa.Index:
+        column = column or self.target.embedding
+        table = sa.Table(
+            self.target.table_name,
+            sa.MetaData(),
+            sa.Column(column, vector_type(self.target.storage)),
+            schema=self.target.schema,
+        )
+        return sa.Index(
+            name or self.target.index,
+            table.c[column],
+            postgresql_using="hnsw",
+            postgresql_ops={column: self.target.distance.opclass(self.target.storage)},
+            postgresql_with={"m": self.target.hnsw.m, "ef_construction": self.target.hnsw.ef_construction},
+            postgresql_concurrently=concurrently,
+        )
+
+    def create_index(
+        self, column: str | None = None, *, name: str | None = None, concurrently: bool = False
+    ) -> CreateIndex:
+        return CreateIndex(self.hnsw_index(column, name=name, concurrently=concurrently))
+
+    def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> DropIndex:
+        return DropIndex(self.hnsw_index(name=name, concurrently=concurrently), if_exists=True)
+
+    def index_validity(self, name: str | None = None) -> sa.Select[Any]:
+        """True valid, False INVALID (an interrupted CONCURRENTLY build); no row when absent."""
+        i = _pg_index.c
+        return sa.select(i.indisvalid).where(
+            i.indexrelid == sa.func.to_regclass(self.relation(name or self.target.index))
+        )
+
+    def index_definition(self, name: str | None = None) -> sa.Select[Any]:
+        return sa.select(sa.func.pg_get_indexdef(sa.func.to_regclass(self.relation(name or self.target.index))))
+
+    def build_memory_mb(self, rows: int | sa.ColumnElement[Any], dimension: int, cap_mb: int) -> sa.ColumnElement[int]:
+        """The one build-memory formula: `maintenance_work_mem` (MB) that holds the whole
+        graph, within [64MB, cap_mb]. `rows` is a number online, a count offline."""
+        per_row = self.target.storage.bytes_per_dimension * dimension
+        per_row += 2 * self.target.hnsw.m * _NEIGHBOR_BYTES + _ELEMENT_OVERHEAD_BYTES
+        rows_sql = rows if isinstance(rows, sa.ColumnElement) else sa.literal(rows, sa.BigInteger)
+        wanted = sa.cast(sa.func.floor(rows_sql * per_row * _HEADROOM / _MB), sa.BigInteger) + 1
+        return sa.func.greatest(MIN_BUILD_MEMORY_MB, sa.func.least(wanted, cap_mb), type_=sa.BigInteger)
+
+    def build_settings(
+        self,
+        rows: int | None,
+        dimension: int,
+        *,
+        explicit_mb: int | None,
+        cap_mb: int,
+        workers: int,
+        local: bool = True,
+    ) -> list[sa.Select[Any]]:
+        """The settings of an index build; `rows` None counts the table (offline)."""
+        if explicit_mb is not None:
+            memory: sa.ColumnElement[Any] = sa.literal(f"{explicit_mb}MB")
+        else:
+            counted = self.count_rows().scalar_subquery() if rows is None else rows
+            memory = sa.cast(self.build_memory_mb(counted, dimension, cap_mb), sa.Text) + "MB"
+        return [
+            set_setting("maintenance_work_mem", memory, local=local),
+            set_setting("max_parallel_maintenance_workers", str(workers), local=local),
+        ]
+
+    # Rows.
+
+    def analyze(self) -> Analyze:
+        return Analyze(self.table)
+
+    def count_rows(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
+        query = sa.select(sa.func.count()).select_from(self.table)
+        return query if where is None else query.where(where)
+
+    def count_rows_without_vector(self) -> sa.Select[Any]:
+        return self.count_rows(self.table.c[self.target.embedding].is_(None))
+
+    def rows(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
+        """`(key, content, content_sha256)` in key order: what a data pass embeds."""
+        query = sa.select(self.key, self.content.label("content"), self.content_hash.label("content_sha256"))
+        query = query.order_by(self.key)
+        return query if where is None else query.where(where)
+
+    def write_vectors(self, column: str | None = None) -> sa.Update:
+        """`UPDATE t SET column = v.vector FROM unnest(:keys, :vectors) v WHERE t.key = v.key`."""
+        pairs = (
+            sa.func.unnest(sa.bindparam("keys", type_=PassThrough()), sa.bindparam("vectors", type_=PassThrough()))
+            .table_valued("key", "vector")
+            .render_derived(name="v")
+        )
+        column = column or self.target.embedding
+        return self.table.update().values({column: pairs.c.vector}).where(self.key == pairs.c.key)
+
+    # Staging.
+
+    def staging_exists(self) -> sa.Select[Any]:
+        return relation_exists(self.relation(self.target.staging_table))
+
+    def create_staging(self) -> CreateTable:
+        return CreateTable(self.staging, if_not_exists=True)
+
+    def drop_staging(self) -> DropTable:
+        return DropTable(self.staging, if_exists=True)
+
+    def staged_for(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
+        s = self.staging.c
+        return sa.and_(
+            s.model_name == signature.name, s.dimension == signature.dimension, s.model_hash == signature.hash
+        )
+
+    def _fresh(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
+        s = self.staging.c
+        return sa.and_(s.row_key == self.key, self.staged_for(signature), s.content_sha256 == self.content_hash)
+
+    def fresh_staged(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
+        """True for a row whose staged vector is for `signature` and its current content."""
+        return sa.select(sa.literal(1)).where(self._fresh(signature)).exists()
+
+    def apply_staged(self, signature: ModelSignature, column: str | None = None) -> sa.Update:
+        """Copy every fresh staged vector into `column` (online and in the offline script)."""
+        column = column or self.target.embedding
+        return self.table.update().values({column: self.staging.c.staged_vector}).where(self._fresh(signature))
+
+    def copy_staged_changed(self, signature: ModelSignature, column: str) -> sa.Update:
+        """`apply_staged`, skipping rows that already hold the staged vector (a rerun's copy)."""
+        changed = self.table.c[column].is_distinct_from(self.staging.c.staged_vector)
+        return self.apply_staged(signature, column).where(changed)
+
+    def stage_vectors(self, signature: ModelSignature) -> sa.Insert:
+        """Upsert `(:keys, :vectors, :hashes)` as vectors of `signature`."""
+        rows = (
+            sa.func.unnest(
+                sa.bindparam("keys", type_=PassThrough()),
+                sa.bindparam("vectors", type_=PassThrough()),
+                sa.bindparam("hashes", type_=PassThrough()),
+            )
+            .table_valued("key", "vector", "content_sha256")
+            .render_derived(name="v")
+        )
+        source = sa.select(
+            rows.c.key,
+            rows.c.vector,
+            rows.c.content_sha256,
+            sa.literal(signature.name),
+            sa.literal(signature.dimension),
+            sa.literal(signature.hash),
+        )
+        names = ["row_key", "staged_vector", "content_sha256", "model_name", "dimension", "model_hash"]
+        stmt = postgresql.insert(self.staging).from_select(names, source)
+        return stmt.on_conflict_do_update(
+            index_elements=[self.staging.c.row_key], set_={n: stmt.excluded[n] for n in names[1:]}
+        )
+
+    def count_staged(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
+        query = sa.select(sa.func.count()).select_from(self.staging)
+        return query if where is None else query.where(where)
+
+    def drop_staged_other_models(self, signature: ModelSignature) -> sa.Delete:
+        """Staging keeps one model per row: staging for a new model replaces the old one's."""
+        return self.staging.delete().where(sa.not_(self.staged_for(signature)))
+
+    def release_staged(self, signature: ModelSignature) -> sa.Delete:
+        """After a change to `signature` its staged vectors are spent (the one clean-up policy:
+        other models' vectors stay; an empty table stays until `stage --drop`)."""
+        return self.staging.delete().where(self.staged_for(signature))
+
+    def offline_guard(self, signature: ModelSignature, stage_command: str) -> GuardBlock:
+        """Stops the offline script, before any change, unless every row has a fresh staged vector."""
+        missing_table = sa.select(sa.func.count()).where(
+            sa.func.to_regclass(self.relation(self.target.staging_table)).is_(None)
+        )
+        stale = self.count_rows(
+            sa.not_(
+                sa.select(sa.literal(1))
+                .where(self._fresh(signature), sa.func.vector_dims(self.staging.c.staged_vector) == signature.dimension)
+                .exists()
+            )
+        )
+        space = f"{signature.name} ({signature.dimension}-d)"
+        return GuardBlock(
+            [
+                (
+                    missing_table,
+                    sa.literal(
+                        f"vestige: table {self.target.staging_table} does not exist: nothing is staged for {space}. "
+                        f"Run `{stage_command}`, then run this script again. Nothing was changed."
+                    ),
+                ),
+                (
+                    stale,
+                    sa.literal("vestige: ")
+                    + sa.literal_column("missing::text", sa.Text)
+                    + sa.literal(
+                        f" rows have no fresh staged vector for {space}: added or edited since staging. "
+                        f"Run `{stage_command}` again, then run this script again. Nothing was changed."
+                    ),
+                ),
+            ]
+        )
+
+    # The registry row of this target.
+
+    def _registry_row(self) -> sa.ColumnElement[bool]:
+        table_key, column_key = self.target.registry_key
+        return sa.and_(registry.c.target_table == table_key, registry.c.target_column == column_key)
+
+    def read_registry(self) -> sa.Select[Any]:
+        r = registry.c
+        return sa.select(r.model_name, r.dimension, r.model_hash, r.state, r.updated_at).where(self._registry_row())
+
+    def insert_registry(self, signature: ModelSignature) -> sa.Insert:
+        table_key, column_key = self.target.registry_key
+        return registry.insert().values(
+            target_table=table_key,
+            target_column=column_key,
+            model_name=signature.name,
+            dimension=signature.dimension,
+            model_hash=signature.hash,
+            state=ModelState.READY.value,
+        )
+
+    def delete_registry(self) -> sa.Delete:
+        return registry.delete().where(self._registry_row())
+
+    def set_state(self, state: ModelState) -> sa.Update:
+        return (
+            registry.update()
+            .where(self._registry_row())
+            .values(state=state.value, updated_at=sa.func.clock_timestamp())
+        )
+
+    def register_model(self, signature: ModelSignature) -> sa.Update:
+        """Step 7: the registry names the new model and says search may be served again."""
+        return (
+            registry.update()
+            .where(self._registry_row())
+            .values(
+                model_name=signature.name,
+                dimension=signature.dimension,
+                model_hash=signature.hash,
+                state=ModelState.READY.value,
+                updated_at=sa.func.clock_timestamp(),
+            )
+        )
+
+    # Search.
+
+    def search(self, signature: ModelSignature, k: int) -> sa.Select[Any]:
+        """Nearest first, by the target's distance; no rows unless the registry says `ready`
+        for exactly `signature` (checked in the same statement as the search)."""
+        probe = sa.bindparam("probe", type_=vector_type(self.target.storage))
+        distance = self.table.c[self.target.embedding].op(self.target.distance.operator, return_type=sa.Float)(probe)
+        r = registry.c
+        servable = (
+            sa.select(sa.literal(1))
+            .where(
+                self._registry_row(),
+                r.state == ModelState.READY.value,
+                r.model_name == signature.name,
+                r.dimension == signature.dimension,
+                r.model_hash == signature.hash,
+            )
+            .exists()
+        )
+        return (
+            sa.select(self.key, self.content.label("content"), distance.label("distance"))
+            .where(servable)
+            .order_by(distance)
+            .limit(k)
+        )
