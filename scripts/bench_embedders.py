@@ -61,14 +61,15 @@ def child(impl: str, texts_kind: str, batch: int, count: int) -> None:
         embed = embedder.embed_batch
     elif impl == "adapter":
         from vestige_embed import resolve_embedder
+        from vestige_embed.settings.config import load_settings
 
-        adapter = resolve_embedder(MINILM, 384)
+        adapter = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
         embed = adapter.embed_batch
     else:
         from fastembed import TextEmbedding
 
-        from vestige_embed.config import load_settings
         from vestige_embed.embedders.model_files import folder_name
+        from vestige_embed.settings.config import load_settings
 
         folder = load_settings().models_dir / folder_name(MINILM)
         model = TextEmbedding(MINILM, specific_model_path=str(folder))

@@ -31,13 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _bench_common import peak_rss_mb
-from _bench_db import fresh_database, seed
+from _bench_db import STORE, fresh_database, seed
+from _bench_writes import write_copy, write_per_row
 
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
 from vestige_embed.demo.corpus import stdlib_docs
-from vestige_embed.embedded import start_server
-from vestige_embed.index import apply_settings, create_index, drop_index
-from vestige_embed.vector_io import register_binary_arrays, write_copy, write_per_row, write_unnest
+from vestige_embed.settings.config import load_settings
+from vestige_embed.settings.embedded import start_server
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target.statements import current_setting
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH = 128
@@ -47,12 +49,17 @@ def memories(n: int) -> list[str]:
     return [f"memory number {i} talks about rust and async, postgres and vector search" for i in range(n)]
 
 
+def write_unnest(conn: sa.Connection, column: str, ids: list, vectors: np.ndarray) -> int:  # type: ignore[type-arg]
+    """The engine's write path."""
+    return VectorWriter(conn, STORE, column)(ids, vectors)
+
+
 def write_rate(engine: sa.Engine, ids: list, writer, dim: int = 384) -> float:  # type: ignore[no-untyped-def]
     vectors = np.random.default_rng(1).standard_normal((len(ids), dim)).astype(np.float32)
     with engine.begin() as conn:
-        drop_index(conn)
-        conn.execute(sa.text("ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE vector"))
-        register_binary_arrays(conn)
+        conn.execute(STORE.drop_index())
+        conn.execute(STORE.relax())
+        writer(conn, "embedding", ids[:1], vectors[:1])  # registers the binary dumpers, outside the timing
         started = time.perf_counter()
         for i in range(0, len(ids), BATCH):
             writer(conn, "embedding", ids[i : i + BATCH], vectors[i : i + BATCH])
@@ -127,7 +134,7 @@ def main() -> None:
         )
 
         docs = [d.content for d in stdlib_docs()][:minilm_rows]
-        minilm = resolve_embedder(MINILM, 384)
+        minilm = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
         minilm.embed_batch(docs[:16])
         started = time.perf_counter()
         for i in range(0, len(docs), BATCH):
@@ -145,20 +152,24 @@ def main() -> None:
 
         engine = fresh_database(server, "bench")
         seed(engine, HashEmbedder(384), memories(index_rows))
-        settings = ReembedPlan().index_build_settings(index_rows, 384)
+        plan = ReembedPlan()
+        settings = STORE.build_settings(
+            index_rows,
+            384,
+            explicit_mb=plan.maintenance_work_mem_mb,
+            cap_mb=plan.maintenance_work_mem_cap_mb,
+            workers=plan.max_parallel_maintenance_workers,
+        )
+        names = ("maintenance_work_mem", "max_parallel_maintenance_workers")
         timings = {}
-        for label, chosen in (("engine settings", settings), ("PostgreSQL defaults", None)):
+        for label, chosen in (("engine settings", settings), ("PostgreSQL defaults", [])):
             with engine.begin() as conn:
-                drop_index(conn)
-                if chosen is None:
-                    conn.execute(sa.text("SET LOCAL maintenance_work_mem TO DEFAULT"))
-                    conn.execute(sa.text("SET LOCAL max_parallel_maintenance_workers TO DEFAULT"))
-                    shown = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in settings}
-                else:
-                    apply_settings(conn, chosen, local=True)
-                    shown = chosen
+                conn.execute(STORE.drop_index())
+                for statement in chosen:
+                    conn.execute(statement)
+                shown = {name: conn.execute(current_setting(name)).scalar() for name in names}
                 started = time.perf_counter()
-                create_index(conn)
+                conn.execute(STORE.create_index())
                 timings[label] = time.perf_counter() - started
             print(f"HNSW rebuild, {index_rows} x 384, {label} ({shown}): {timings[label]:.1f} s")
         print(f"  speed-up: {timings['PostgreSQL defaults'] / timings['engine settings']:.1f}x")

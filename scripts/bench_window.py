@@ -30,8 +30,10 @@ from _bench_db import fresh_database, seed
 
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
 from vestige_embed.demo.corpus import stdlib_docs
-from vestige_embed.embedded import server_url, start_server
-from vestige_embed.typmod import TypmodApproach
+from vestige_embed.run.plan import TypmodApproach
+from vestige_embed.run.staging import drop_staging
+from vestige_embed.settings.config import load_settings
+from vestige_embed.settings.embedded import server_url, start_server
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TEMPLATE = "window_template"
@@ -48,7 +50,7 @@ def build_template(server: object, rows: int) -> float:
     seed(engine, HashEmbedder(256), texts(rows))
     started = time.perf_counter()
     with engine.connect() as conn:
-        stage(conn, resolve_embedder(MINILM, 384))
+        stage(conn, resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir))
     staged = time.perf_counter() - started
     engine.dispose()
     return staged
@@ -65,13 +67,13 @@ def copy_of_template(server: object, name: str, *, keep_staging: bool) -> sa.Eng
     )
     if not keep_staging:
         with engine.begin() as conn:
-            conn.execute(sa.text("DROP TABLE knowledge_nodes_reembed_staging"))
+            drop_staging(conn)
     return engine
 
 
 def measure(server: object, name: str, plan: ReembedPlan, *, staged: bool) -> tuple[float, float, float]:
     engine = copy_of_template(server, name, keep_staging=staged)
-    embedder = resolve_embedder(MINILM, 384)
+    embedder = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
     started = time.perf_counter()
     with engine.connect() as conn:
         report = run_reembed(conn, embedder, plan)

