@@ -13,6 +13,7 @@ from tests.helpers import (
     memories,
     registry_of,
     seed_store,
+    staged_rows,
     stored_vectors,
 )
 from vestige_embed import HashEmbedder
@@ -120,3 +121,20 @@ def test_status_json_reports_registry_revision_column_index_rows(base_schema: sa
     assert status["column_dimension"] == 256
     assert status["index"]["present"] and status["index"]["valid"]
     assert (status["rows"], status["rows_without_embedding"]) == (12, 3)
+
+
+def test_stage_drop_removes_the_staging_table(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema, 10)
+    assert run_tool("vestige", "migrate", "stage", *HASH64, url=db_url).returncode == 0
+    with base_schema.connect() as conn:
+        assert staged_rows(conn) == 10
+    dropped = run_tool("vestige", "migrate", "stage", "--drop", url=db_url)
+    assert dropped.returncode == 0, dropped.stderr
+    with base_schema.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('knowledge_nodes_embedding_staging')")).scalar() is None
+
+
+def test_stage_with_both_model_and_drop_is_a_usage_error() -> None:
+    result = run_tool("vestige", "migrate", "stage", *HASH64, "--drop", url=None)
+    assert result.returncode == 2
+    assert "--model MODEL (to stage) or --drop" in result.stderr

@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     stage = actions.add_parser("stage", help="precompute the new model's vectors while search is served")
     _database_args(stage)
     _target_args(stage)
-    _model_args(stage, dimension_required=False)
-    stage.add_argument("--batch-size", type=_positive, default=128)
+    _model_args(stage, dimension_required=False, model_required=False)
+    stage.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    stage.add_argument("--drop", action="store_true", help="drop the target's staging table instead (no --model)")
     stage.set_defaults(handler=_stage)
 
     status = actions.add_parser("status", help="registry, revisions, column, index, rows")
@@ -140,8 +141,10 @@ def _target(args: argparse.Namespace) -> Any:
     )
 
 
-def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool) -> None:
-    p.add_argument("--model", required=True, help="embedder name, e.g. sentence-transformers/all-MiniLM-L6-v2")
+def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool, model_required: bool = True) -> None:
+    p.add_argument(
+        "--model", required=model_required, help="embedder name, e.g. sentence-transformers/all-MiniLM-L6-v2"
+    )
     p.add_argument("--dimension", type=_positive, required=dimension_required, help="expected vector size")
 
 
@@ -210,10 +213,17 @@ def _reembed(args: argparse.Namespace) -> int:
 def _stage(args: argparse.Namespace) -> int:
     from vestige_embed.embedders import resolve_embedder
     from vestige_embed.run.progress import progress_for
-    from vestige_embed.run.staging import stage
+    from vestige_embed.run.staging import drop_staging, stage
 
+    if args.drop == bool(args.model):
+        raise ConfigError("stage needs --model MODEL (to stage) or --drop (to drop the staging table), not both")
     settings = _settings(args)
     target = _target(args)
+    if args.drop:
+        with _engine(settings).begin() as conn:
+            drop_staging(conn, target)
+        print(f"dropped the staging table of {target.describe()} (if there was one)")
+        return EXIT_OK
     embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)
     with _engine(settings).connect() as conn:
         report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
