@@ -91,7 +91,7 @@ def test_reembed_changes_dimension_and_search_still_works(base_schema: sa.Engine
         registry = registry_of(conn)
         assert (registry.signature.name, registry.signature.dimension) == (NEW.name, 128)
         probe_text = "memory number 5 talks about rust and async"
-        hits = vector_search(conn, NEW.embed_batch([probe_text])[0], 10)
+        hits = vector_search(conn, NEW.embed_batch([probe_text])[0], 10, model=NEW.signature())
     assert hits
     assert hits[0].content == probe_text
     assert_all_in_space(base_schema, NEW, 100)
@@ -235,7 +235,7 @@ def test_search_refuses_while_reembedding(base_schema: sa.Engine) -> None:
     with base_schema.begin() as conn:
         conn.execute(STORE.set_state(ModelState.REEMBEDDING))
     with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="reembedding"):
-        vector_search(conn, OLD.embed_batch(["x"])[0], 3)
+        vector_search(conn, OLD.embed_batch(["x"])[0], 3, model=OLD.signature())
 
 
 def test_search_refuses_probe_of_another_dimension(base_schema: sa.Engine) -> None:
@@ -243,7 +243,7 @@ def test_search_refuses_probe_of_another_dimension(base_schema: sa.Engine) -> No
 
     seeded(base_schema, 5)
     with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="64-d"):
-        vector_search(conn, NEW.embed_batch(["x"])[0], 3)
+        vector_search(conn, NEW.embed_batch(["x"])[0], 3, model=NEW.signature())
 
 
 def test_search_uses_the_hnsw_index_after_reembed(base_schema: sa.Engine) -> None:
@@ -348,3 +348,13 @@ def test_atomic_run_makes_writers_wait_until_it_ends(base_schema: sa.Engine) -> 
         release.set()
         worker.join(timeout=60)
     assert_all_in_space(base_schema, NEW, 20)
+
+
+def test_search_refuses_a_probe_of_another_model_of_the_same_size(base_schema: sa.Engine) -> None:
+    from vestige_embed.errors import SearchUnavailable
+
+    seeded(base_schema, 5, HashEmbedder(128))
+    other = _renamed(HashEmbedder(128), "other-128")
+    probe = other.embed_batch(["memory number 1 talks about rust and async"])[0]
+    with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="embedded with other-128"):
+        vector_search(conn, probe, 3, model=other.signature())

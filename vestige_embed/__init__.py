@@ -14,6 +14,7 @@ from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport
 from vestige_embed.run.staging import StageReport, stage
 from vestige_embed.store.registry import register_target
 from vestige_embed.store.search import Hit, vector_search
+from vestige_embed.store.writer_contract import model_for_write
 from vestige_embed.target import DEFAULT_TARGET, Distance, HnswParams, KeyType, ModelSignature, Storage, Target
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Target",
     "VestigeError",
     "dry_run_reembed",
+    "model_for_write",
     "register_target",
     "resolve_embedder",
     "run_reembed",

@@ -62,7 +62,7 @@ def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...]
     probes = embedder.embed_batch([q.text for q in queries])
     found = 0
     for query, probe in zip(queries, probes, strict=True):
-        names = {h.content.split(":", 1)[0] for h in vector_search(conn, probe, HIT_RATE_K)}
+        names = {h.content.split(":", 1)[0] for h in vector_search(conn, probe, HIT_RATE_K, model=embedder.signature())}
         found += bool(names & set(query.answers))
     return found
 
@@ -74,7 +74,7 @@ def show_searches(conn: sa.Connection) -> None:
     print(f"\nSearches with {model.describe()}:")
     for query, probe in zip(QUERIES[:SHOWN_QUERIES], probes, strict=True):
         print(f'  "{query.text}"')
-        for rank, hit in enumerate(vector_search(conn, probe, TOP), 1):
+        for rank, hit in enumerate(vector_search(conn, probe, TOP, model=embedder.signature()), 1):
             mark = "*" if hit.content.split(":", 1)[0] in query.answers else " "
             print(f"    {rank}.{mark} {hit.distance:.3f}  {hit.content[:_WIDTH]}")
     hits = hit_rate(conn, embedder)

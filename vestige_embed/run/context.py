@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -15,7 +15,7 @@ from vestige_embed.run.plan import ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import Progress
 from vestige_embed.store.registry import RegistryRow
 from vestige_embed.target import ModelSignature, Statements, Target
-from vestige_embed.target.statements import set_setting
+from vestige_embed.target.statements import current_setting, set_setting
 
 AutocommitBlock = Callable[[], AbstractContextManager[object]]
 
@@ -87,18 +87,36 @@ class Run:
     progress: Progress
     autocommit_block: AutocommitBlock
     clock: Clock = field(default_factory=Clock)
+    #: Rows staged by this run before it took its lock (runs that commit along the way).
+    staged_ahead: int = 0
 
     def __post_init__(self) -> None:
         self.st = Statements(self.target)
         self.signature: ModelSignature = self.embedder.signature()
 
-    def set_lock_timeout(self) -> None:
-        """Transaction-local; set again after every commit in batched mode."""
-        self.conn.execute(set_setting("lock_timeout", self.plan.lock_timeout))
+    def transaction_settings(self) -> dict[str, str]:
+        """Fail fast when the table is busy; never cut a table rewrite or index build short
+        (a role's or database's `statement_timeout` would, after all the work)."""
+        return {"lock_timeout": self.plan.lock_timeout, "statement_timeout": "0"}
 
-    def checkpoint(self) -> None:
-        """Batched mode commits here; atomic mode keeps everything in the caller's transaction."""
-        if self.plan.commit_batches:
-            self.conn.commit()
-            self.clock.writes_released()
-            self.set_lock_timeout()
+    def set_transaction_settings(self) -> None:
+        for name, value in self.transaction_settings().items():
+            self.conn.execute(set_setting(name, value))
+
+    @contextlib.contextmanager
+    def restoring(self, names: Iterable[str]) -> Iterator[None]:
+        """Session settings changed in the block (outside a transaction) go back afterwards."""
+        previous = {name: str(self.conn.execute(current_setting(name)).scalar_one()) for name in names}
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                self.conn.execute(set_setting(name, value, local=False))
+
+    @contextlib.contextmanager
+    def session_settings(self, settings: dict[str, str]) -> Iterator[None]:
+        """Session settings for statements outside a transaction (CONCURRENTLY), restored after."""
+        with self.restoring(settings):
+            for name, value in settings.items():
+                self.conn.execute(set_setting(name, value, local=False))
+            yield

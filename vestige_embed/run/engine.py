@@ -61,6 +61,7 @@ from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, St
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import ensure_registry, read_registry
+from vestige_embed.store.run_lock import run_lock
 from vestige_embed.target import DEFAULT_TARGET, ModelState, Statements, Target
 
 log = logging.getLogger("vestige_embed.reembed")
@@ -112,29 +113,36 @@ def run_reembed(
         target.describe(),
         current.signature.describe(),
         signature.describe(),
-        "batched commits" if plan.commit_batches else "atomic",
+        "staged in batches, then one transaction" if plan.commit_batches else "atomic",
     )
-    report = _staged_swap(run) if _staged_swap_possible(run) else _rewrite(run)
+    ahead = plan.commit_batches or plan.concurrent_index
+    description = f"vestige-embed: {target.describe()} -> {signature.name}"
+    try:
+        with run_lock(conn, target, description, transaction=not ahead):
+            if ahead:
+                with contextlib.nullcontext() if plan.commit_batches else run.autocommit_block():
+                    steps.stage_first(run)
+            report = _staged_swap(run) if plan.concurrent_index else _rewrite(run)
+            if plan.commit_batches:
+                conn.commit()
+                run.clock.writes_released()
+    except BaseException:
+        if plan.commit_batches:
+            conn.rollback()
+        raise
     log.info("reembed: done (%s): %s", report.strategy, report.summary_line())
     return report
 
 
-def _staged_swap_possible(run: Run) -> bool:
-    if not (run.plan.concurrent_index and run.plan.use_staged and catalog.staging_exists(run.conn, run.st)):
-        return False
-    return catalog.count(run.conn, run.st.count_staged(run.st.staged_for(run.signature))) > 0
-
-
 def _rewrite(run: Run) -> ReembedReport:
-    """In place or into a new column; search is refused from the first change to the end."""
-    run.set_lock_timeout()
-    if not run.plan.commit_batches:
-        steps.lock_out_writers(run)
-    steps.mark_reembedding(run)
+    """In place or into a new column, in one transaction under the table lock: writers wait,
+    and nothing is visible to anyone until the registry names the new model."""
+    run.set_transaction_settings()
+    steps.lock_out_writers(run)
+    steps.open_window(run)
     strategy = steps.choose_strategy(run)
     steps.drop_index(run, strategy)
     strategy = steps.prepare_column(run, strategy)
-    run.checkpoint()
     rows, from_staging = steps.data_pass(run, steps.column_for(run, strategy))
     steps.finish_column(run, strategy)
     steps.build_index(run, rows)
@@ -149,12 +157,11 @@ def _staged_swap(run: Run) -> ReembedReport:
     copied = steps.prebuild_next_column(run)
     rows = catalog.count(run.conn, run.st.count_rows())
     steps.build_index(run, rows, column=run.target.next_embedding, name=run.target.next_index)
-    run.set_lock_timeout()
+    run.set_transaction_settings()
     steps.lock_out_writers(run)
     embedded = steps.catch_up(run)
     steps.swap_window(run)
     steps.analyze(run)
-    run.checkpoint()
     return run.clock.report(Strategy.STAGED_SWAP, copied + embedded, copied)
 
 

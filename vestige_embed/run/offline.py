@@ -9,17 +9,27 @@ the online path does, statement for statement, from the same statement builder.
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import replace
+
 import sqlalchemy as sa
 
 from vestige_embed.run.plan import ReembedPlan
-from vestige_embed.target import ModelSignature, ModelState, Statements, Target
+from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
 from vestige_embed.target.ddl import Comment
 from vestige_embed.target.statements import TABLE_LOCK_MODE, create_registry, set_setting
 
+#: Target fields that `vestige migrate stage` takes as options of the same name.
+_CLI_OPTIONS = ("table", "key", "content", "embedding", "storage", "distance", "index")
+
 
 def stage_command(target: Target, signature: ModelSignature) -> str:
-    table = "" if target.table == "knowledge_nodes" else f" --table {target.table}"
-    return f"vestige migrate stage{table} --model {signature.name} --dimension {signature.dimension}"
+    """The command that stages for this target (its options only where they differ from the default)."""
+    given, default = target.to_json(), DEFAULT_TARGET.to_json()
+    default["index"] = replace(target, index="").index  # the name it would get anyway
+    options = [f"--{name} {shlex.quote(str(given[name]))}" for name in _CLI_OPTIONS if given[name] != default[name]]
+    model = f"--model {shlex.quote(signature.name)} --dimension {signature.dimension}"
+    return " ".join(["vestige migrate stage", *options, model])
 
 
 def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comment:
@@ -35,8 +45,8 @@ def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comm
         f"Locks: {TABLE_LOCK_MODE} on {target.table} first (writes wait, search goes on), then ACCESS",
         "EXCLUSIVE from the DROP INDEX to the end of the transaction (search is down, writes wait);",
         f"lock_timeout {plan.lock_timeout} makes the script fail instead of queueing behind long transactions.",
-        f"The registry ({ModelState.REEMBEDDING.value} -> {ModelState.READY.value}) tells the application "
-        "when it may search again.",
+        f"The registry names the new model ({ModelState.READY.value}) when the transaction commits;",
+        "applications that follow vestige-embed's write contract wait for it.",
     ]
     return Comment(lines)
 
@@ -50,7 +60,6 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         st.lock(),
         st.offline_guard(signature, stage_command(target, signature)),
         *create_registry(),
-        st.set_state(ModelState.REEMBEDDING),
         st.drop_index(),
         st.relax(),
         st.apply_staged(signature),

@@ -1,4 +1,10 @@
-"""Rows to embed, a batch at a time, in key order, through a server-side cursor."""
+"""Rows to embed, a batch at a time, in key order.
+
+Two readers: a server-side cursor inside the run's own transaction (under its table
+lock), and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
+for passes that run while the application works: no snapshot outlives a batch, so
+vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,11 @@ class Batch:
     hashes: list[bytes]
 
 
+def _batch(rows: Any, with_hash: bool) -> Batch:
+    hashes = [bytes(r[2]) for r in rows] if with_hash else []
+    return Batch([r[0] for r in rows], [r[1] for r in rows], hashes)
+
+
 def stream_batches(
     conn: Connection,
     st: Statements,
@@ -29,9 +40,33 @@ def stream_batches(
     *,
     with_hash: bool = False,
 ) -> Iterator[Batch]:
-    """Memory stays bounded: only one batch of rows is held at a time."""
+    """In the caller's transaction; memory stays bounded: one batch of rows at a time."""
     query = st.rows(where, with_hash=with_hash).execution_options(yield_per=batch_size)
     with conn.execute(query) as result:
         for rows in result.partitions():
-            hashes = [bytes(r[2]) for r in rows] if with_hash else []
-            yield Batch([r[0] for r in rows], [r[1] for r in rows], hashes)
+            yield _batch(rows, with_hash)
+
+
+def page_batches(
+    conn: Connection,
+    st: Statements,
+    batch_size: int,
+    where: sa.ColumnElement[bool] | None = None,
+    *,
+    with_hash: bool = False,
+) -> Iterator[Batch]:
+    """Key-paged, each page read in its own transaction (committed before it is yielded)."""
+    after: Any = None
+    first, later = (st.rows_page(where, first=f, with_hash=with_hash) for f in (True, False))
+    while True:
+        params: dict[str, Any] = {"size": batch_size}
+        if after is not None:
+            params["after"] = after
+        rows = conn.execute(first if after is None else later, params).all()
+        conn.commit()
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield _batch(rows, with_hash)
+        if len(rows) < batch_size:
+            return

@@ -4,15 +4,15 @@
 the hash of the content it embedded (computed by the server, the one definition the
 freshness check also uses). A staged vector is *fresh* when its signature is the
 model's and its content hash matches the row's current content; a run applies fresh
-vectors with one set-based UPDATE and embeds only the rest. Staging commits every
-batch, so an interrupted run resumes where it stopped.
+vectors with one set-based UPDATE and embeds only the rest. Staging reads key-paged,
+one short transaction per batch, and commits every batch: the application keeps
+reading and writing, and an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -21,12 +21,16 @@ from sqlalchemy.engine import Connection
 from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.progress import NoProgress, Progress
-from vestige_embed.run.reader import Batch, stream_batches
+from vestige_embed.run.reader import Batch, page_batches
 from vestige_embed.store import catalog
+from vestige_embed.store.run_lock import run_lock
 from vestige_embed.store.writes import StagingWriter
 from vestige_embed.target import DEFAULT_TARGET, Statements, Target
 
 log = logging.getLogger("vestige_embed.stage")
+
+#: Passes over rows written while staging ran, before a change takes its lock.
+MAX_CATCH_UP_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,19 @@ def stage(
     `conn` must not be inside a transaction the caller wants to keep: staging commits.
     The application may keep reading and writing the table meanwhile.
     """
-    progress = progress or NoProgress()
     started = time.perf_counter()
     target = catalog.resolve_target(conn, target)
-    st = Statements(target)
+    description = f"vestige-embed: stage {target.describe()} for {embedder.name}"
+    with run_lock(conn, target, description, transaction=False):
+        staged, already = stage_pass(conn, Statements(target), embedder, batch_size, progress or NoProgress())
+        conn.commit()
+    return StageReport(staged, already, round(time.perf_counter() - started, 6))
+
+
+def stage_pass(
+    conn: Connection, st: Statements, embedder: Embedder, batch_size: int, progress: Progress, label: str = "stage"
+) -> tuple[int, int]:
+    """One pass over the rows without a fresh staged vector: (rows staged, rows already fresh)."""
     signature = embedder.signature()
     conn.execute(st.create_staging())
     replaced = conn.execute(st.drop_staged_other_models(signature)).rowcount
@@ -72,7 +85,7 @@ def stage(
     log.info(
         "stage: %d rows of %s to embed with %s, %d already staged",
         todo,
-        target.describe(),
+        st.target.describe(),
         signature.describe(),
         already,
     )
@@ -84,15 +97,31 @@ def stage(
         conn.commit()
         return count
 
-    def batches() -> Iterator[Batch]:
-        with conn.engine.connect() as reader:
-            yield from stream_batches(reader, st, batch_size, stale, with_hash=True)
-
     try:
-        staged = run_pipeline(batches(), embedder, write, progress=progress, label="stage")
+        staged = run_pipeline(
+            page_batches(conn, st, batch_size, stale, with_hash=True), embedder, write, progress=progress, label=label
+        )
     finally:
         progress.finish()
-    return StageReport(staged, already, round(time.perf_counter() - started, 6))
+    return staged, already
+
+
+def stage_ahead(
+    conn: Connection, st: Statements, embedder: Embedder, batch_size: int, progress: Progress, label: str
+) -> tuple[int, int]:
+    """Stage everything, then the rows written meanwhile, until at most a batch is left for
+    the change to embed under its lock. Returns (rows staged, rows already fresh)."""
+    staged, already = stage_pass(conn, st, embedder, batch_size, progress, label)
+    stale = sa.not_(st.fresh_staged(embedder.signature()))
+    for _ in range(MAX_CATCH_UP_PASSES):
+        behind = catalog.count(conn, st.count_rows(stale))
+        conn.commit()
+        if behind <= batch_size:
+            break
+        log.info("stage: %d rows were written while staging ran; staging them too", behind)
+        more, _ = stage_pass(conn, st, embedder, batch_size, progress, label)
+        staged += more
+    return staged, already
 
 
 def drop_staging(conn: Connection, target: Target = DEFAULT_TARGET) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from vestige_embed.embedders.base import Matrix
@@ -17,12 +15,19 @@ from vestige_embed.run.context import Run
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.plan import Strategy, TypmodApproach
 from vestige_embed.run.reader import Batch, stream_batches
+from vestige_embed.run.staging import stage_ahead
 from vestige_embed.store import catalog
 from vestige_embed.store.writes import VectorWriter
-from vestige_embed.target import ModelState
-from vestige_embed.target.statements import compiled, current_setting, set_setting
+from vestige_embed.target.statements import compiled, set_setting
 
 log = logging.getLogger("vestige_embed.reembed")
+
+#: SQLSTATE classes of pgvector refusing to drop a typmod (approach C takes over then):
+#: 42 (e.g. cannot coerce, datatype mismatch) and 0A (feature not supported). A lock
+#: timeout, a cancel or a lost connection is not a refusal and is raised.
+_RELAX_REFUSALS = ("42", "0A")
+#: `could not resize shared memory segment`: a parallel build on a small /dev/shm.
+_DISK_FULL = "53100"
 
 
 def lock_out_writers(run: Run) -> None:
@@ -31,11 +36,19 @@ def lock_out_writers(run: Run) -> None:
     run.clock.writes_blocked()
 
 
-def mark_reembedding(run: Run) -> None:
-    """From here until `register` the registry tells the application not to serve search."""
+def open_window(run: Run) -> None:
+    """From here search waits (the DDL below locks the table against readers) until the
+    registry names the new model at commit. Nothing is visible before: the registry row is
+    locked only at the end, after the table, in the order writers take them too."""
     run.clock.open_window()
-    run.conn.execute(run.st.set_state(ModelState.REEMBEDDING))
-    run.checkpoint()
+
+
+def stage_first(run: Run) -> None:
+    """Runs that commit along the way stage every row first, in short transactions while
+    search is served, so their locked transaction only applies and catches up."""
+    with run.clock.step("data_pass"):
+        staged, _ = stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
+    run.staged_ahead = staged
 
 
 def choose_strategy(run: Run) -> Strategy:
@@ -65,7 +78,6 @@ def drop_index(run: Run, strategy: Strategy) -> None:
             run.signature.dimension,
         )
     run.conn.execute(run.st.drop_index())
-    run.clock.writes_blocked()
     log.info("reembed: dropped index %s", run.target.index)
 
 
@@ -79,7 +91,6 @@ def prepare_column(run: Run, strategy: Strategy) -> Strategy:
         return strategy
     run.conn.execute(run.st.drop_column(run.target.next_embedding))
     run.conn.execute(run.st.add_next_column(run.signature.dimension))
-    run.clock.writes_blocked()
     log.info(
         "reembed: approach C: writing into new column %s %s(%d)",
         run.target.next_embedding,
@@ -95,14 +106,15 @@ def _try_relax(run: Run) -> bool:
         run.conn.execute(run.st.relax())
     except DBAPIError as e:
         savepoint.rollback()
-        log.warning("reembed: relaxing the typmod failed (%s); falling back to approach C", e.orig)
+        if not str(getattr(e.orig, "sqlstate", "") or "").startswith(_RELAX_REFUSALS):
+            raise
+        log.warning("reembed: pgvector refused to relax the typmod (%s); falling back to approach C", e.orig)
         return False
     if catalog.column_dimension(run.conn, run.st) is not None:
         savepoint.rollback()
         log.warning("reembed: the typmod is still set after relaxing it; falling back to approach C")
         return False
     savepoint.commit()
-    run.clock.writes_blocked()
     return True
 
 
@@ -111,7 +123,8 @@ def column_for(run: Run, strategy: Strategy) -> str:
 
 
 def data_pass(run: Run, column: str) -> tuple[int, int]:
-    """Apply fresh staged vectors, then embed the rest; returns (rows written, from staging)."""
+    """Apply fresh staged vectors, then embed the rest, all under the run's lock (the rest
+    is what was written since staging: the catch-up). Returns (rows written, from staging)."""
     with run.clock.step("data_pass"):
         from_staging = 0
         remaining: sa.ColumnElement[bool] | None = None
@@ -119,33 +132,23 @@ def data_pass(run: Run, column: str) -> tuple[int, int]:
             from_staging = int(run.conn.execute(run.st.apply_staged(run.signature, column)).rowcount)
             remaining = sa.not_(run.st.fresh_staged(run.signature))
             log.info("reembed: applied %d staged vectors", from_staging)
-            run.checkpoint()
-        run.progress.start(catalog.count(run.conn, run.st.count_rows(remaining)))
-        writer = VectorWriter(run.conn, run.st, column)
-        try:
-            with _reader(run) as reader:
-                embedded = run_pipeline(
-                    stream_batches(reader, run.st, run.plan.batch_size, remaining),
-                    run.embedder,
-                    lambda batch, vectors: writer(batch.keys, vectors),
-                    progress=run.progress,
-                    on_batch=run.checkpoint,
-                )
-        finally:
-            run.progress.finish()
+        embedded = _embed_rows(run, column, remaining)
     return embedded + from_staging, from_staging
 
 
-@contextlib.contextmanager
-def _reader(run: Run) -> Iterator[Connection]:
-    """Atomic mode reads in the caller's transaction; batched mode commits per batch,
-    which would end the cursor's transaction, so it reads on a second connection."""
-    if not run.plan.commit_batches:
-        yield run.conn
-        return
-    with run.conn.engine.connect() as reader:
-        reader.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        yield reader
+def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None) -> int:
+    run.progress.start(catalog.count(run.conn, run.st.count_rows(where)))
+    writer = VectorWriter(run.conn, run.st, column)
+
+    def write(batch: Batch, vectors: Matrix) -> int:
+        return writer(batch.keys, vectors)
+
+    try:
+        return run_pipeline(
+            stream_batches(run.conn, run.st, run.plan.batch_size, where), run.embedder, write, progress=run.progress
+        )
+    finally:
+        run.progress.finish()
 
 
 def finish_column(run: Run, strategy: Strategy) -> None:
@@ -156,17 +159,26 @@ def finish_column(run: Run, strategy: Strategy) -> None:
             run.conn.execute(statement)
     elif catalog.column_dimension(run.conn, run.st) != run.signature.dimension:
         run.conn.execute(run.st.tighten(run.signature.dimension))
-    run.clock.writes_blocked()
-    run.checkpoint()
 
 
 def build_index(run: Run, rows: int, *, column: str | None = None, name: str | None = None) -> None:
     """Build the HNSW index with memory sized for its graph; CONCURRENTLY when the plan
-    says so (then outside any transaction, with session settings restored afterwards)."""
+    says so (then outside any transaction, with session settings restored afterwards).
+    A parallel build that runs out of shared memory is built again without workers."""
     name = name or run.target.index
     if catalog.index_validity(run.conn, run.st, name) is not None:
         return
     concurrently = run.plan.concurrent_index
+    with run.clock.step("index"):
+        if concurrently:
+            with run.autocommit_block(), run.session_settings(run.transaction_settings()):
+                _build(run, rows, column, name, concurrently=True)
+        else:
+            _build(run, rows, column, name, concurrently=False)
+    log.info("reembed: built %s in %.1f s", name, run.clock.spent["index"])
+
+
+def _build(run: Run, rows: int, column: str | None, name: str, *, concurrently: bool) -> None:
     settings = run.st.build_settings(
         rows,
         run.signature.dimension,
@@ -175,30 +187,39 @@ def build_index(run: Run, rows: int, *, column: str | None = None, name: str | N
         workers=run.plan.max_parallel_maintenance_workers,
         local=not concurrently,
     )
-    with run.clock.step("index"):
-        if not concurrently:
-            shown = [run.conn.execute(s).scalar() for s in settings]
-            log.info("reembed: building %s (maintenance_work_mem=%s, workers=%s)", name, *shown)
-            run.conn.execute(run.st.create_index(column, name=name))
-            run.clock.writes_blocked()
-        else:
-            with run.autocommit_block():
-                previous = _session_settings(run.conn)
-                shown = [run.conn.execute(s).scalar() for s in settings]
-                log.info("reembed: building %s CONCURRENTLY (maintenance_work_mem=%s, workers=%s)", name, *shown)
-                try:
-                    run.conn.execute(run.st.create_index(column, name=name, concurrently=True))
-                finally:
-                    for setting, value in previous.items():
-                        run.conn.execute(set_setting(setting, value, local=False))
-    log.info("reembed: built %s in %.1f s", name, run.clock.spent["index"])
+    names = ("maintenance_work_mem", "max_parallel_maintenance_workers")
+    with run.restoring(names) if concurrently else contextlib.nullcontext():
+        shown = [run.conn.execute(s).scalar() for s in settings]
+        how = "CONCURRENTLY " if concurrently else ""
+        log.info("reembed: building %s %s(maintenance_work_mem=%s, workers=%s)", name, how, *shown)
+        try:
+            _create_index(run, column, name, concurrently=concurrently)
+        except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) != _DISK_FULL or shown[1] == "0":
+                raise
+            log.warning(
+                "reembed: the parallel build of %s ran out of shared memory (%s); building it again without "
+                "parallel workers (give the server a larger /dev/shm to keep them)",
+                name,
+                str(e.orig).strip().splitlines()[0],
+            )
+            if concurrently:
+                run.conn.execute(run.st.drop_index(name, concurrently=True))
+            run.conn.execute(set_setting(names[1], "0", local=not concurrently))
+            _create_index(run, column, name, concurrently=concurrently)
 
 
-_BUILD_SETTINGS = ("maintenance_work_mem", "max_parallel_maintenance_workers")
-
-
-def _session_settings(conn: Connection) -> dict[str, str]:
-    return {name: str(conn.execute(current_setting(name)).scalar_one()) for name in _BUILD_SETTINGS}
+def _create_index(run: Run, column: str | None, name: str, *, concurrently: bool) -> None:
+    if concurrently:
+        run.conn.execute(run.st.create_index(column, name=name, concurrently=True))
+        return
+    savepoint = run.conn.begin_nested()
+    try:
+        run.conn.execute(run.st.create_index(column, name=name))
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
 
 
 def register(run: Run) -> None:
@@ -207,7 +228,6 @@ def register(run: Run) -> None:
         run.conn.execute(run.st.release_staged(run.signature))
     run.conn.execute(run.st.register_model(run.signature))
     run.clock.close_window()
-    run.checkpoint()
 
 
 def analyze(run: Run) -> None:
@@ -219,24 +239,19 @@ def analyze(run: Run) -> None:
 
 
 def prebuild_next_column(run: Run) -> int:
-    """Before the window, in autocommit: fill the new column from staging and build its
-    index CONCURRENTLY. A rerun keeps what an interrupted one copied and built."""
+    """Before the window, in autocommit: fill the new column from staging. A rerun keeps
+    what an interrupted one copied (and built)."""
     st, target = run.st, run.target
-    with run.autocommit_block():
-        previous = str(run.conn.execute(current_setting("lock_timeout")).scalar_one())
-        run.conn.execute(set_setting("lock_timeout", run.plan.lock_timeout, local=False))
-        try:
-            if catalog.column_dimension(run.conn, st, target.next_embedding) != run.signature.dimension:
-                run.conn.execute(st.drop_column(target.next_embedding))
-            if not catalog.column_exists(run.conn, st, target.next_embedding):
-                run.conn.execute(st.add_next_column(run.signature.dimension))
-            with run.clock.step("data_pass"):
-                copied = int(run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding)).rowcount)
-            log.info("reembed: copied %d staged vectors into %s (search still served)", copied, target.next_embedding)
-            if catalog.index_validity(run.conn, st, target.next_index) is False:
-                run.conn.execute(st.drop_index(target.next_index, concurrently=True))
-        finally:
-            run.conn.execute(set_setting("lock_timeout", previous, local=False))
+    with run.autocommit_block(), run.session_settings(run.transaction_settings()):
+        if catalog.column_dimension(run.conn, st, target.next_embedding) != run.signature.dimension:
+            run.conn.execute(st.drop_column(target.next_embedding))
+        if not catalog.column_exists(run.conn, st, target.next_embedding):
+            run.conn.execute(st.add_next_column(run.signature.dimension))
+        with run.clock.step("data_pass"):
+            copied = int(run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding)).rowcount)
+        log.info("reembed: copied %d staged vectors into %s (search still served)", copied, target.next_embedding)
+        if catalog.index_validity(run.conn, st, target.next_index) is False:
+            run.conn.execute(st.drop_index(target.next_index, concurrently=True))
     return copied
 
 
@@ -246,18 +261,7 @@ def catch_up(run: Run) -> int:
     behind = sa.or_(st.column(target.next_embedding).is_(None), sa.not_(st.fresh_staged(run.signature)))
     started = time.perf_counter()
     with run.clock.step("data_pass"):
-        run.progress.start(catalog.count(run.conn, st.count_rows(behind)))
-        writer = VectorWriter(run.conn, st, target.next_embedding)
-
-        def write(batch: Batch, vectors: Matrix) -> int:
-            return writer(batch.keys, vectors)
-
-        try:
-            embedded = run_pipeline(
-                stream_batches(run.conn, st, run.plan.batch_size, behind), run.embedder, write, progress=run.progress
-            )
-        finally:
-            run.progress.finish()
+        embedded = _embed_rows(run, target.next_embedding, behind)
     log.info(
         "reembed: embedded %d rows added or edited since staging (writes waited %.1f s)",
         embedded,

@@ -30,17 +30,15 @@ def vector_search(
     probe: npt.ArrayLike,
     k: int = 10,
     *,
+    model: ModelSignature,
     target: Target = DEFAULT_TARGET,
-    model: ModelSignature | None = None,
 ) -> list[Hit]:
-    """The `k` rows nearest to `probe`, embedded with `model` (default: the registry's).
+    """The `k` rows nearest to `probe`, which was embedded with `model`.
 
-    The registry's state and model are checked inside the search statement itself, so a
-    change that commits between a check and the query cannot slip in; `SearchUnavailable`
-    says why nothing may be served.
+    Rows come back only while the registry says `ready` for exactly `model`, checked
+    inside the search statement itself: a change that commits between a check and the
+    query cannot slip in. `SearchUnavailable` says why nothing may be served.
     """
-    if model is None:
-        model = read_registry(conn, target).signature
     vector = np.asarray(probe, dtype=np.float32)
     if vector.ndim != 1 or vector.shape[0] != model.dimension:
         raise SearchUnavailable(

@@ -13,6 +13,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from pgvector.sqlalchemy import HALFVEC, VECTOR
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import OID
 from sqlalchemy.schema import CreateIndex, CreateTable, DropIndex, DropTable
 
 from vestige_embed.target.ddl import (
@@ -36,6 +37,11 @@ DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 #: Blocks writers (and a second run: the mode conflicts with itself), never readers.
 TABLE_LOCK_MODE = "SHARE ROW EXCLUSIVE"
+#: What an application's INSERT or UPDATE takes anyway; the write helper takes it first,
+#: so applications and runs lock in one order: the table, then the registry row.
+WRITER_LOCK_MODE = "ROW EXCLUSIVE"
+#: First key of the advisory lock that admits one run per target (second key: the target).
+RUN_LOCK_NAMESPACE = 0x5645_4D42  # "VEMB"
 
 REGISTRY = "embedding_model"
 REGISTRY_KEY = "embedding_model_target_key"
@@ -263,6 +269,46 @@ class Statements:
     def lock(self) -> LockTable:
         return LockTable(self.table, TABLE_LOCK_MODE)
 
+    def _run_lock_key(self) -> sa.ColumnElement[int]:
+        table_key, column_key = self.target.registry_key
+        return sa.func.hashtext(f"{table_key}.{column_key}", type_=sa.Integer)
+
+    def try_run_lock(self, *, transaction: bool = False) -> sa.Select[Any]:
+        """One run per target: true when this session (or transaction) now holds the target's lock."""
+        function = sa.func.pg_try_advisory_xact_lock if transaction else sa.func.pg_try_advisory_lock
+        return sa.select(function(RUN_LOCK_NAMESPACE, self._run_lock_key()))
+
+    def release_run_lock(self) -> sa.Select[Any]:
+        return sa.select(sa.func.pg_advisory_unlock(RUN_LOCK_NAMESPACE, self._run_lock_key()))
+
+    def run_lock_holder(self) -> sa.Select[Any]:
+        """`(pid, application_name, backend_start)` of the session holding the target's run lock."""
+        locks = sa.table(
+            "pg_locks", sa.column("locktype"), sa.column("classid"), sa.column("objid"), sa.column("objsubid"),
+            sa.column("pid"), sa.column("granted"),
+        )  # fmt: skip
+        activity = sa.table(
+            "pg_stat_activity", sa.column("pid"), sa.column("application_name"), sa.column("backend_start")
+        )
+        return (
+            sa.select(activity.c.pid, activity.c.application_name, activity.c.backend_start)
+            .select_from(locks.join(activity, locks.c.pid == activity.c.pid))
+            .where(
+                locks.c.locktype == "advisory",
+                locks.c.granted,
+                locks.c.objsubid == 2,
+                locks.c.classid == sa.cast(sa.literal(RUN_LOCK_NAMESPACE), OID),
+                locks.c.objid == sa.cast(self._run_lock_key(), OID),
+            )
+        )
+
+    def writer_lock(self) -> LockTable:
+        return LockTable(self.table, WRITER_LOCK_MODE)
+
+    def model_for_write(self) -> sa.Select[Any]:
+        """The registry row, locked FOR SHARE until the writer's transaction ends."""
+        return self.read_registry().with_for_update(read=True)
+
     # The column type (the typmod is the dimension).
 
     def column_info(self, column: str | None = None) -> sa.Select[Any]:
@@ -372,6 +418,13 @@ class Statements:
 
     def count_rows_without_vector(self) -> sa.Select[Any]:
         return self.count_rows(self.table.c[self.target.embedding].is_(None))
+
+    def rows_page(self, where: sa.ColumnElement[bool] | None = None, *, first: bool, with_hash: bool) -> sa.Select[Any]:
+        """One page of `rows`, keyset-paged: `key > :after ... LIMIT :size` (no `after` on the first)."""
+        condition = self.key > sa.bindparam("after") if not first else None
+        both = [c for c in (where, condition) if c is not None]
+        query = self.rows(sa.and_(*both) if both else None, with_hash=with_hash)
+        return query.limit(sa.bindparam("size", type_=sa.Integer))
 
     def rows(self, where: sa.ColumnElement[bool] | None = None, *, with_hash: bool = False) -> sa.Select[Any]:
         """`(key, content[, content_sha256])` in key order: what a data pass embeds (staging

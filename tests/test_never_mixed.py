@@ -1,0 +1,270 @@
+"""Never mixed, with the application still writing: a real second process writes during
+every mode, and the data that results is judged row by row.
+
+The writer (tests/writer_worker.py) either follows the application contract (inserts and
+edits with vectors of the model `model_for_write` returns) or edits content and clears
+the vector without it. Afterwards every row must hold the vector of its current content
+in the new model's space (or no vector, where the plain writer cleared it), and every
+write the writer made must be there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from tests.cli_helpers import run_tool
+from tests.helpers import CountingEmbedder, memories, registry_of, run_psql, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, stage
+from vestige_embed.embedders.base import Matrix
+from vestige_embed.errors import ReembedError
+from vestige_embed.target import ModelState
+
+OLD, NEW = HashEmbedder(64), HashEmbedder(128)
+ROWS = 40
+WRITER = Path(__file__).with_name("writer_worker.py")
+
+
+class Slow(CountingEmbedder):
+    """The new model, slow enough that the writer gets many writes in during a run."""
+
+    def __init__(self, inner: HashEmbedder, seconds: float = 0.08) -> None:
+        super().__init__(inner)
+        self.seconds = seconds
+
+    def embed_batch(self, texts: Sequence[str]) -> Matrix:
+        time.sleep(self.seconds)
+        return super().embed_batch(texts)
+
+
+@pytest.fixture
+def store(base_schema: sa.Engine) -> sa.Engine:
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, memories(ROWS))
+    return base_schema
+
+
+@contextlib.contextmanager
+def writer(url: str, mode: str, tmp_path: Path, engine: sa.Engine) -> Iterator[dict[str, Any]]:
+    """Run the writer process for the block; its summary fills the yielded dict afterwards."""
+    stop = tmp_path / f"stop-{mode}"
+    env = {**os.environ, "PYTHONPATH": str(WRITER.parent.parent)}
+    command = [sys.executable, str(WRITER), url, mode, str(stop)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    summary: dict[str, Any] = {}
+    try:
+        _wait_for_a_write(engine, proc)
+        yield summary
+        time.sleep(0.3)  # writes after the change, too
+    finally:
+        stop.touch()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary.update(json.loads(out.strip().splitlines()[-1]))
+
+
+def _wait_for_a_write(engine: sa.Engine, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes WHERE content LIKE 'edited by%'")).scalar():
+                return
+        time.sleep(0.05)
+    pytest.fail("the writer wrote nothing in 60 s")
+
+
+def assert_never_mixed(engine: sa.Engine, summary: dict[str, Any], *, cleared_allowed: bool) -> None:
+    """Every row: the new model's vector of its current content (or none, if the plain
+    writer cleared it); every insert and the last edit of every row are there."""
+    with engine.connect() as conn:
+        registry = registry_of(conn)
+        contents = {str(k): v for k, v in conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all()}
+        vectors = {str(k): v for k, v in stored_vectors(conn).items()}
+    assert (registry.signature, registry.state) == (NEW.signature(), ModelState.READY)
+    assert set(summary["inserted"]) <= set(contents), "writes lost"
+    assert all(contents[k] == c for k, c in summary["edited"].items()), "edits lost"
+    wrong = []
+    for key, content in contents.items():
+        vector = vectors[key]
+        if vector is None:
+            if not cleared_allowed:
+                wrong.append((key, content, "no vector"))
+            continue
+        if vector.shape != (NEW.dimension,) or not np.allclose(vector, NEW.embed_batch([content])[0], atol=1e-6):
+            wrong.append((key, content, "vector of another model or of older content"))
+    assert not wrong, f"{len(wrong)} of {len(contents)} rows out of the new model's space: {wrong[:3]}"
+    assert summary["writes"] > 0
+
+
+def test_atomic_change_with_a_contract_writer_ends_all_in_the_new_space(
+    store: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    with writer(db_url, "contract", tmp_path, store) as summary, store.begin() as conn:
+        run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4))
+    assert_never_mixed(store, summary, cleared_allowed=False)
+
+
+def test_atomic_change_never_writes_the_vector_of_edited_content(store: sa.Engine, db_url: str, tmp_path: Path) -> None:
+    with writer(db_url, "plain", tmp_path, store) as summary, store.begin() as conn:
+        run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4))
+    assert_never_mixed(store, summary, cleared_allowed=True)
+
+
+def test_batched_change_with_a_contract_writer_catches_up_rows_written_meanwhile(
+    store: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    with writer(db_url, "contract", tmp_path, store) as summary, store.connect() as conn:
+        report = run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4, commit_batches=True))
+    assert report.rows_updated > ROWS  # the writer's rows too
+    assert_never_mixed(store, summary, cleared_allowed=False)
+
+
+def test_staged_swap_with_a_contract_writer_ends_all_in_the_new_space(
+    store: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    plan = ReembedPlan(batch_size=4, commit_batches=True, concurrent_index=True)
+    with writer(db_url, "contract", tmp_path, store) as summary, store.connect() as conn:
+        report = run_reembed(conn, Slow(NEW), plan)
+    assert report.strategy == "staged_swap"
+    assert_never_mixed(store, summary, cleared_allowed=False)
+
+
+def test_a_second_run_on_the_same_target_is_refused_at_once_naming_the_first(store: sa.Engine) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    class Held(CountingEmbedder):
+        def embed_batch(self, texts: Sequence[str]) -> Matrix:
+            started.set()
+            release.wait(timeout=30)
+            return super().embed_batch(texts)
+
+    def first() -> None:
+        with store.connect() as conn:
+            run_reembed(conn, Held(NEW), ReembedPlan(commit_batches=True))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert started.wait(timeout=30)
+        began = time.perf_counter()
+        with (
+            pytest.raises(ReembedError, match=r"being changed by another vestige-embed run: pid \d+"),
+            store.connect() as conn,
+        ):
+            run_reembed(conn, HashEmbedder(32), ReembedPlan(commit_batches=True))
+        assert time.perf_counter() - began < 2.0
+    finally:
+        release.set()
+        thread.join(timeout=60)
+    with store.connect() as conn:
+        assert registry_of(conn).signature == NEW.signature()
+
+
+def test_the_swap_builds_its_index_while_writers_write(base_schema: sa.Engine, db_url: str) -> None:
+    rows = 8_000
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, memories(rows))
+    with base_schema.connect() as conn:
+        stage(conn, NEW, batch_size=2000)
+    wrote_during_build: list[float] = []
+
+    def write_during_the_build() -> None:
+        deadline = time.monotonic() + 60
+        with base_schema.connect() as watcher:
+            while time.monotonic() < deadline and not wrote_during_build:
+                building = watcher.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'CREATE INDEX%'"
+                    )
+                ).scalar()
+                watcher.commit()
+                if building:
+                    with base_schema.begin() as conn:
+                        conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                        began = time.perf_counter()
+                        conn.execute(
+                            sa.text("INSERT INTO knowledge_nodes (content) VALUES ('written during the build')")
+                        )
+                    wrote_during_build.append(time.perf_counter() - began)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=write_during_the_build)
+    thread.start()
+    with base_schema.connect() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan(batch_size=2000, commit_batches=True, concurrent_index=True))
+    thread.join(timeout=60)
+    assert report.strategy == "staged_swap"
+    assert wrote_during_build and wrote_during_build[0] < 1.0, "a write waited for the index build"
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_the_index_build_runs_with_its_memory_setting(base_schema: sa.Engine, concurrent: bool) -> None:
+    """pgvector says so when the graph outgrows maintenance_work_mem: at 1MB it must."""
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, memories(3000))
+    notices: list[str] = []
+    plan = ReembedPlan(
+        commit_batches=concurrent,
+        concurrent_index=concurrent,
+        maintenance_work_mem_mb=1,
+        max_parallel_maintenance_workers=0,
+    )
+    with base_schema.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        driver.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
+        run_reembed(conn, NEW, plan)
+        conn.commit()
+    assert any("no longer fits into maintenance_work_mem" in n for n in notices), notices
+
+
+def test_offline_script_locks_writers_out_before_its_guard(
+    postgresql: psycopg.Connection[Any], store: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    """The script is held just after its guard; a row written then must not slip in."""
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    assert run_tool("vestige", "migrate", "stage", "--model", minilm, url=db_url).returncode == 0
+    printed = run_tool("alembic", "upgrade", "0001:0002", "--sql", url=None)
+    script = tmp_path / "change.sql"
+    script.write_text(printed.stdout)
+    with store.connect() as holder:
+        holder.execute(sa.text("LOCK TABLE embedding_model IN ACCESS EXCLUSIVE MODE"))  # the script stops here
+        psql = threading.Thread(target=lambda: results.append(run_psql(postgresql, script)))
+        results: list[subprocess.CompletedProcess[str]] = []
+        psql.start()
+        _wait_for_lock_wait(store)
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"), store.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '300ms'"))
+            conn.execute(sa.text("INSERT INTO knowledge_nodes (content) VALUES ('slipped in after the guard')"))
+        holder.rollback()
+    psql.join(timeout=120)
+    assert results and results[0].returncode == 0, results[0].stderr if results else "psql did not finish"
+
+
+def _wait_for_lock_wait(engine: sa.Engine) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'psql'"
+                )
+            ).scalar()
+        if waiting:
+            return
+        time.sleep(0.05)
+    pytest.fail("the script never reached the registry")
