@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from tests.cli_helpers import run_tool
 from tests.helpers import CountingEmbedder, memories, registry_of, run_psql, seed_store, stored_vectors
+from tests.writer_worker import ReversedHash
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, stage
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ReembedError
@@ -87,14 +88,16 @@ def _wait_for_a_write(engine: sa.Engine, proc: subprocess.Popen[str]) -> None:
     pytest.fail("the writer wrote nothing in 60 s")
 
 
-def assert_never_mixed(engine: sa.Engine, summary: dict[str, Any], *, cleared_allowed: bool) -> None:
+def assert_never_mixed(
+    engine: sa.Engine, summary: dict[str, Any], *, cleared_allowed: bool, new: HashEmbedder = NEW
+) -> None:
     """Every row: the new model's vector of its current content (or none, if the plain
     writer cleared it); every insert and the last edit of every row are there."""
     with engine.connect() as conn:
         registry = registry_of(conn)
         contents = {str(k): v for k, v in conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all()}
         vectors = {str(k): v for k, v in stored_vectors(conn).items()}
-    assert (registry.signature, registry.state) == (NEW.signature(), ModelState.READY)
+    assert (registry.signature, registry.state) == (new.signature(), ModelState.READY)
     assert set(summary["inserted"]) <= set(contents), "writes lost"
     assert all(contents[k] == c for k, c in summary["edited"].items()), "edits lost"
     wrong = []
@@ -104,7 +107,7 @@ def assert_never_mixed(engine: sa.Engine, summary: dict[str, Any], *, cleared_al
             if not cleared_allowed:
                 wrong.append((key, content, "no vector"))
             continue
-        if vector.shape != (NEW.dimension,) or not np.allclose(vector, NEW.embed_batch([content])[0], atol=1e-6):
+        if vector.shape != (new.dimension,) or not np.allclose(vector, new.embed_batch([content])[0], atol=1e-6):
             wrong.append((key, content, "vector of another model or of older content"))
     assert not wrong, f"{len(wrong)} of {len(contents)} rows out of the new model's space: {wrong[:3]}"
     assert summary["writes"] > 0
@@ -122,6 +125,22 @@ def test_atomic_change_never_writes_the_vector_of_edited_content(store: sa.Engin
     with writer(db_url, "plain", tmp_path, store) as summary, store.begin() as conn:
         run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4))
     assert_never_mixed(store, summary, cleared_allowed=True)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["atomic", "batched"])
+def test_same_size_change_keeping_the_index_locks_writers_out(
+    base_schema: sa.Engine, db_url: str, tmp_path: Path, batched: bool
+) -> None:
+    """No DDL takes the table before the data pass here: only the run's own lock keeps the
+    writer's old-model rows out."""
+    with base_schema.begin() as conn:
+        seed_store(conn, HashEmbedder(128), memories(ROWS))
+    new = ReversedHash(128)
+    plan = ReembedPlan(batch_size=4, drop_hnsw_first=False, commit_batches=batched)
+    with writer(db_url, "contract", tmp_path, base_schema) as summary, base_schema.connect() as conn:
+        run_reembed(conn, Slow(new), plan)
+        conn.commit()
+    assert_never_mixed(base_schema, summary, cleared_allowed=False, new=new)
 
 
 def test_batched_change_with_a_contract_writer_catches_up_rows_written_meanwhile(

@@ -250,7 +250,7 @@ def test_offline_downgrade_script_guards_for_the_previous_model(tmp_path: Path) 
     result = run_tool("alembic", "downgrade", "0002:0001", "--sql", url=None)
     assert result.returncode == 0, result.stderr
     assert "vestige migrate stage --model vestige/hash-256 --dimension 256" in result.stdout
-    assert "ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE VECTOR(256);" in result.stdout
+    assert "ALTER TABLE knowledge_nodes ALTER COLUMN embedding TYPE VECTOR(256)" in result.stdout
 
 
 def _assert_unchanged(before: dict[str, object], after: dict[str, object]) -> None:
@@ -333,3 +333,24 @@ def test_vectors_staged_for_another_model_survive_a_change(store: sa.Engine) -> 
     with store.connect() as conn:
         staged = staged_rows(conn)
     assert staged == ROWS
+
+
+def test_offline_script_skips_the_table_rewrite_on_a_same_size_change(
+    postgresql: psycopg.Connection,  # type: ignore[type-arg]
+    base_schema: sa.Engine,
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    with base_schema.begin() as conn:
+        seed_store(conn, HashEmbedder(384), memories(ROWS))  # MiniLM is 384-d too
+        before = conn.execute(sa.text("SELECT pg_relation_filenode('knowledge_nodes')")).scalar()
+    assert run_tool("vestige", "migrate", "stage", "--model", MINILM, url=db_url).returncode == 0
+    result = run_psql(postgresql, offline_script(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with base_schema.connect() as conn:
+        after = conn.execute(sa.text("SELECT pg_relation_filenode('knowledge_nodes')")).scalar()
+        assert registry_of(conn).signature == resolve_embedder(MINILM, models_dir=MODELS_DIR).signature()
+        assert column_typmod(conn) == 384
+        assert index_validity(conn) is True
+    assert after == before, "the table was rewritten"
+    assert_every_row_matches_its_content(base_schema, resolve_embedder(MINILM, models_dir=MODELS_DIR))  # type: ignore[arg-type]

@@ -298,3 +298,16 @@ def test_default_target_is_vestiges_own_store() -> None:
     )
     assert DEFAULT_TARGET.index == "idx_knowledge_nodes_embedding_hnsw"
     assert DEFAULT_TARGET.registry_key == ("public.knowledge_nodes", "embedding")
+
+
+def test_offline_script_refuses_what_it_cannot_reproduce(tmp_path: Path) -> None:
+    project = documents_project(tmp_path)
+    revision = project / "migrations" / "versions" / "d001_reembed_documents.py"
+    revision.write_text(
+        revision.read_text().replace(
+            'distance="inner_product",', 'distance="inner_product",\n        concurrent_index=True,'
+        )
+    )
+    printed = run_tool("alembic", "upgrade", "head", "--sql", url=None, cwd=project)
+    assert printed.returncode != 0
+    assert "concurrent_index=True) cannot be printed as a script" in printed.stderr

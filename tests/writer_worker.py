@@ -18,15 +18,39 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from vestige_embed import model_for_write, resolve_embedder
+from vestige_embed import Embedder, HashEmbedder, ModelSignature, model_for_write, resolve_embedder
+from vestige_embed.embedders.base import Matrix
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import DEFAULT_TARGET, KeyType, Statements
 
 STORE = Statements(DEFAULT_TARGET.with_key_type(KeyType.UUID))
+REVERSED = "test/reversed-hash-"
+
+
+class ReversedHash(HashEmbedder):
+    """A second model of the same size as `vestige/hash-N`: same dimension, other vectors."""
+
+    @property
+    def name(self) -> str:
+        return f"{REVERSED}{self.dimension}"
+
+    def signature(self) -> ModelSignature:
+        base = super().signature()
+        return ModelSignature(self.name, base.dimension, "reversed-" + base.hash)
+
+    def embed_batch(self, texts: Sequence[str]) -> Matrix:
+        return super().embed_batch([t[::-1] for t in texts])
+
+
+def embedder_for(model: ModelSignature) -> Embedder:
+    if model.name.startswith(REVERSED):
+        return ReversedHash(model.dimension)
+    return resolve_embedder(model.name, model.dimension)
 
 
 def main(url: str, mode: str, stop: Path, pause: float) -> None:
@@ -45,7 +69,7 @@ def main(url: str, mode: str, stop: Path, pause: float) -> None:
             content = f"edited by the writer, edit {n}: {rng.random():.6f}"
             if mode == "contract":
                 model = model_for_write(conn)
-                embedder = resolve_embedder(model.name, model.dimension)
+                embedder = embedder_for(model)
                 new_key, new_content = uuid.uuid4(), f"inserted by the writer, row {n}"
                 conn.execute(STORE.table.insert().values({"id": new_key, "content": new_content}))
                 conn.execute(STORE.table.update().where(STORE.key == target).values(content=content))

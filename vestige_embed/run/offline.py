@@ -14,9 +14,10 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
+from vestige_embed.errors import StagingError
 from vestige_embed.run.plan import ReembedPlan
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
-from vestige_embed.target.ddl import Comment
+from vestige_embed.target.ddl import Comment, WhenTrue
 from vestige_embed.target.statements import TABLE_LOCK_MODE, create_registry, set_setting
 
 #: Target fields that `vestige migrate stage` takes as options of the same name.
@@ -52,18 +53,32 @@ def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comm
 
 
 def offline_reembed_script(target: Target, signature: ModelSignature, plan: ReembedPlan) -> list[sa.Executable]:
-    """The statements of the offline model change, in the order the online path runs them."""
+    """The statements of the offline model change, in the order the online path runs them.
+
+    What the online path decides from the catalog (relax and tighten only on a change of
+    size; keep the index when asked to and the size stays) the script decides when it runs.
+    """
+    if plan.concurrent_index:
+        raise StagingError(
+            "op.reembed(concurrent_index=True) cannot be printed as a script: CREATE INDEX CONCURRENTLY runs "
+            "outside the script's transaction, so the swap it prepares could not be checked and applied "
+            "atomically. Run it online (alembic upgrade head), or print the script from a revision without "
+            "concurrent_index"
+        )
     st = Statements(target)
+    differs = st.typmod_differs(signature.dimension)
+    drop = st.drop_index() if plan.drop_hnsw_first else WhenTrue(differs, st.drop_index())
     return [
         header(target, signature, plan),
         set_setting("lock_timeout", plan.lock_timeout),
+        set_setting("statement_timeout", "0"),
         st.lock(),
         st.offline_guard(signature, stage_command(target, signature)),
         *create_registry(),
-        st.drop_index(),
-        st.relax(),
+        drop,
+        WhenTrue(differs, st.relax()),
         st.apply_staged(signature),
-        st.tighten(signature.dimension),
+        WhenTrue(differs, st.tighten(signature.dimension)),
         *st.build_settings(
             None,
             signature.dimension,
@@ -71,7 +86,7 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
             cap_mb=plan.maintenance_work_mem_cap_mb,
             workers=plan.max_parallel_maintenance_workers,
         ),
-        st.create_index(),
+        st.create_index(if_not_exists=True),
         st.analyze(),
         st.release_staged(signature),
         st.register_model(signature),

@@ -26,8 +26,9 @@ log = logging.getLogger("vestige_embed.reembed")
 #: 42 (e.g. cannot coerce, datatype mismatch) and 0A (feature not supported). A lock
 #: timeout, a cancel or a lost connection is not a refusal and is raised.
 _RELAX_REFUSALS = ("42", "0A")
-#: `could not resize shared memory segment`: a parallel build on a small /dev/shm.
-_DISK_FULL = "53100"
+#: `could not resize shared memory segment`: a parallel build on a small /dev/shm (disk
+#: full, or out of memory, as the platform reports it).
+_SHARED_MEMORY_SHORT = ("53100", "53200")
 
 
 def lock_out_writers(run: Run) -> None:
@@ -195,7 +196,8 @@ def _build(run: Run, rows: int, column: str | None, name: str, *, concurrently: 
         try:
             _create_index(run, column, name, concurrently=concurrently)
         except DBAPIError as e:
-            if getattr(e.orig, "sqlstate", None) != _DISK_FULL or shown[1] == "0":
+            short = getattr(e.orig, "sqlstate", None) in _SHARED_MEMORY_SHORT and "shared memory" in str(e.orig)
+            if not short or shown[1] == "0":
                 raise
             log.warning(
                 "reembed: the parallel build of %s ran out of shared memory (%s); building it again without "

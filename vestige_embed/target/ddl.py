@@ -81,6 +81,25 @@ class GuardBlock(ExecutableDDLElement):
         self.checks = checks
 
 
+class WhenTrue(ExecutableDDLElement):
+    """Runs `statement` only when `condition` (a one-value SELECT) is true, in a `DO` block:
+    how a script decides at run time what the online path decides from the catalog."""
+
+    def __init__(self, condition: sa.Select[Any], statement: ExecutableDDLElement) -> None:
+        self.condition, self.statement = condition, statement
+
+
+@compiles(WhenTrue)
+def _when_true(element: WhenTrue, compiler: DDLCompiler, **kw: Any) -> str:
+    literal = {"literal_binds": True}
+    condition = element.condition.compile(dialect=compiler.dialect, compile_kwargs=literal)
+    statement = element.statement.compile(dialect=compiler.dialect, compile_kwargs=literal)
+    return (
+        f"DO $vestige_if$\nBEGIN\n    IF ({condition}) THEN\n"
+        f"        EXECUTE $vestige_sql${statement}$vestige_sql$;\n    END IF;\nEND\n$vestige_if$"
+    )
+
+
 class CreateExtension(ExecutableDDLElement):
     """`CREATE EXTENSION IF NOT EXISTS name`."""
 

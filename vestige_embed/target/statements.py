@@ -314,6 +314,16 @@ class Statements:
     def column_info(self, column: str | None = None) -> sa.Select[Any]:
         return column_info(self.relation(), column or self.target.embedding)
 
+    def typmod_differs(self, dimension: int) -> sa.Select[Any]:
+        """True when the column's declared dimension is not `dimension` (the offline script's test)."""
+        a = _pg_attribute.c
+        declared = (
+            sa.select(a.atttypmod)
+            .where(a.attrelid == sa.func.to_regclass(self.relation()), a.attname == self.target.embedding)
+            .scalar_subquery()
+        )
+        return sa.select(declared.is_distinct_from(dimension))
+
     def relax(self, column: str | None = None) -> AlterColumnType:
         """Approach B's first step: drop the typmod (catalog-only)."""
         return AlterColumnType(self.table, column or self.target.embedding, vector_type(self.target.storage))
@@ -360,9 +370,14 @@ class Statements:
         )
 
     def create_index(
-        self, column: str | None = None, *, name: str | None = None, concurrently: bool = False
+        self,
+        column: str | None = None,
+        *,
+        name: str | None = None,
+        concurrently: bool = False,
+        if_not_exists: bool = False,
     ) -> CreateIndex:
-        return CreateIndex(self.hnsw_index(column, name=name, concurrently=concurrently))
+        return CreateIndex(self.hnsw_index(column, name=name, concurrently=concurrently), if_not_exists=if_not_exists)
 
     def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> DropIndex:
         return DropIndex(self.hnsw_index(name=name, concurrently=concurrently), if_exists=True)
@@ -519,7 +534,9 @@ class Statements:
         return self.staging.delete().where(self.staged_for(signature))
 
     def offline_guard(self, signature: ModelSignature, stage_command: str) -> GuardBlock:
-        """Stops the offline script, before any change, unless every row has a fresh staged vector."""
+        """Stops the offline script, before any change, unless no other run holds the target
+        and every row has a fresh staged vector."""
+        busy = sa.select(sa.func.count()).where(sa.not_(self.try_run_lock(transaction=True).scalar_subquery()))
         missing_table = sa.select(sa.func.count()).where(
             sa.func.to_regclass(self.relation(self.target.staging_table)).is_(None)
         )
@@ -533,6 +550,13 @@ class Statements:
         space = f"{signature.name} ({signature.dimension}-d)"
         return GuardBlock(
             [
+                (
+                    busy,
+                    sa.literal(
+                        f"vestige: {self.target.describe()} is being changed by another vestige-embed run "
+                        "(see pg_stat_activity). Run this script when it has finished. Nothing was changed."
+                    ),
+                ),
                 (
                     missing_table,
                     sa.literal(

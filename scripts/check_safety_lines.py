@@ -1,0 +1,101 @@
+"""Each safety line, removed in turn: the tests that guard it must fail. The file is put back.
+
+Run: `.venv/bin/python scripts/check_safety_lines.py [NAME ...]` (default: every line).
+Prints one line per safety line: what the guarding tests said with it removed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEVER_MIXED = "tests/test_never_mixed.py"
+
+#: name: (file, the line(s) as they are, what they become, the tests that must fail)
+LINES: dict[str, tuple[str, str, str, str]] = {
+    "table lock (in place, atomic and batched)": (
+        "vestige_embed/run/engine.py",
+        "    run.set_transaction_settings()\n    steps.lock_out_writers(run)\n    steps.open_window(run)",
+        "    run.set_transaction_settings()\n    steps.open_window(run)",
+        f"{NEVER_MIXED} -k 'atomic or batched or same_size'",
+    ),
+    "table lock (staged swap)": (
+        "vestige_embed/run/engine.py",
+        "    run.set_transaction_settings()\n    steps.lock_out_writers(run)\n    embedded = steps.catch_up(run)",
+        "    run.set_transaction_settings()\n    embedded = steps.catch_up(run)",
+        f"{NEVER_MIXED} -k swap",
+    ),
+    "catch-up (in place)": (
+        "vestige_embed/run/steps.py",
+        "        embedded = _embed_rows(run, column, remaining)",
+        "        embedded = 0 if remaining is not None else _embed_rows(run, column, remaining)",
+        f"{NEVER_MIXED} -k batched",
+    ),
+    "catch-up (staged swap)": (
+        "vestige_embed/run/engine.py",
+        "    embedded = steps.catch_up(run)",
+        "    embedded = 0",
+        f"{NEVER_MIXED} -k swap",
+    ),
+    "CONCURRENTLY": (
+        "vestige_embed/run/steps.py",
+        "        run.conn.execute(run.st.create_index(column, name=name, concurrently=True))",
+        "        run.conn.execute(run.st.create_index(column, name=name))",
+        f"{NEVER_MIXED} -k builds_its_index",
+    ),
+    "index build settings applied": (
+        "vestige_embed/run/steps.py",
+        "        shown = [run.conn.execute(s).scalar() for s in settings]",
+        "        shown = ['?', '?']",
+        f"{NEVER_MIXED} -k memory_setting",
+    ),
+    "offline script's table lock": (
+        "vestige_embed/run/offline.py",
+        "        st.lock(),\n",
+        "",
+        f"{NEVER_MIXED} -k offline",
+    ),
+    "one run per target": (
+        "vestige_embed/run/engine.py",
+        "        with run_lock(conn, target, description, transaction=not ahead):",
+        "        with contextlib.nullcontext():",
+        f"{NEVER_MIXED} -k second_run",
+    ),
+    "shared-memory retry without workers": (
+        "vestige_embed/run/steps.py",
+        '            if not short or shown[1] == "0":',
+        "            if True:",
+        "tests/test_index_build.py -k shared_memory",
+    ),
+    "statement_timeout off": (
+        "vestige_embed/run/context.py",
+        '        return {"lock_timeout": self.plan.lock_timeout, "statement_timeout": "0"}',
+        '        return {"lock_timeout": self.plan.lock_timeout}',
+        "tests/test_index_build.py -k statement_timeout",
+    ),
+}
+
+
+def check(name: str) -> str:
+    path, line, replacement, tests = LINES[name]
+    file = ROOT / path
+    text = file.read_text()
+    if text.count(line) != 1:
+        return f"{name}: the line is not in {path} exactly once; update this script"
+    file.write_text(text.replace(line, replacement))
+    try:
+        result = subprocess.run(
+            f"{sys.executable} -m pytest -q {tests}", shell=True, capture_output=True, text=True, cwd=ROOT, timeout=900
+        )
+    finally:
+        file.write_text(text)
+    summary = [row for row in result.stdout.splitlines() if " passed" in row or " failed" in row]
+    verdict = "caught" if result.returncode != 0 else "NOT CAUGHT"
+    return f"{name}: removed -> {summary[-1] if summary else result.stdout[-200:]}  ({verdict})"
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(LINES):
+        print(check(name), flush=True)
