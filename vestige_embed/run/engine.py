@@ -23,25 +23,31 @@ The strategy (in place, new column, staged swap) is chosen once per run. The sta
 swap is taken when the plan asks for a concurrent index and fresh staged vectors exist:
 the new column and its index are built before the window, which is then catalog-only.
 
-Failure semantics: you must re-run to completion before serving search
------------------------------------------------------------------------
+Never mixed
+-----------
+
+Every run makes its change visible in one transaction, under a table lock taken first
+(SHARE ROW EXCLUSIVE: writers and a second run wait, readers do not), and locks the
+registry row only at the end: the order the application's write helper
+(`store.writer_contract.model_for_write`) takes them in, so writers never deadlock with a
+run. An advisory lock keyed by the target refuses a second run at once.
 
 Atomic mode (`commit_batches=False`, what `alembic upgrade` uses): everything runs in the
-caller's transaction, under a table lock that makes writers wait. Any failure (error,
-kill, lost connection) rolls back: vectors, column type, index and registry are exactly
-as before. With `concurrent_index=True` the transaction is committed before
-`CREATE INDEX CONCURRENTLY` (it cannot run inside one); from then on the batched-mode
-rules apply.
+caller's transaction. Any failure (error, kill, lost connection) rolls back: vectors,
+column type, index and registry are exactly as before.
 
-Batched mode (`commit_batches=True`, what `vestige migrate reembed` uses): every batch is
-committed and logged as `reembed: wrote batch N (M rows)`. The registry says
-`reembedding` from before the first write until step 7. If the run dies in between, the
-table mixes two embedding spaces: `vector_search` refuses (`SearchUnavailable`) and the
-application must not serve search. Recovery: run the same command again. The registry
-still names the old model, so the run redoes the whole pass (same content and model give
-the same vector) and ends `ready`. Batched mode cannot hold a lock across its commits:
-stop the application's writes (the banner says so). A leftover INVALID index from an
-interrupted `CREATE INDEX CONCURRENTLY` stops a concurrent run until you drop it.
+Batched mode (`commit_batches=True`, what `vestige migrate reembed` uses): the new vectors
+are first staged, key-paged, one short transaction per batch (logged as
+`reembed: wrote batch N (M rows)`), while search is served from the old vectors; rows
+written meanwhile are staged again in up to three more passes. Then one transaction
+takes the lock, applies the staged vectors, embeds what was written since (the
+catch-up), and does steps 5-7. A failure while staging leaves the store as it was;
+re-running embeds only what is not staged yet.
+
+`concurrent_index=True` stages the same way, then fills a new column and builds its
+index CONCURRENTLY while search is served, and swaps in a catalog-only window. A
+leftover INVALID index from an interrupted `CREATE INDEX CONCURRENTLY` stops such a run
+until you drop it.
 """
 
 from __future__ import annotations
