@@ -63,6 +63,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "        with contextlib.nullcontext():",
         f"{NEVER_MIXED} -k second_run",
     ),
+    "staged model announced to writers": (
+        "vestige_embed/run/staging.py",
+        "        conn.execute(st.set_staged_model(signature))",
+        "        pass",
+        f"{NEVER_MIXED} -k offline_script_with",
+    ),
     "shared-memory retry without workers": (
         "vestige_embed/run/steps.py",
         '            if not short or shown[1] == "0":',

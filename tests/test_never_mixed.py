@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cli_helpers import run_tool
+from tests.conftest import HEAD, ROOT
 from tests.helpers import CountingEmbedder, memories, registry_of, run_psql, seed_store, stored_vectors
 from tests.writer_worker import ReversedHash
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, stage
@@ -272,6 +274,37 @@ def test_offline_script_locks_writers_out_before_its_guard(
         holder.rollback()
     psql.join(timeout=120)
     assert results and results[0].returncode == 0, results[0].stderr if results else "psql did not finish"
+
+
+def test_offline_script_with_a_contract_writer_ends_all_in_the_new_space(
+    postgresql: psycopg.Connection[Any], store: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Stage, keep writing (the writer stages its rows too), then the DBA's script."""
+    with writer(db_url, "contract", tmp_path, store) as summary:
+        with store.connect() as conn:
+            stage(conn, NEW, batch_size=8)
+        time.sleep(0.5)  # writes between staging and the script
+        result = run_psql(postgresql, offline_change(tmp_path, NEW))
+        assert result.returncode == 0, result.stderr
+    assert_never_mixed(store, summary, cleared_allowed=False)
+
+
+def offline_change(tmp_path: Path, new: HashEmbedder) -> Path:
+    """The offline script of a change of the default target to `new`, printed by Alembic."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "migrations", project / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
+    (project / "migrations" / "versions" / "c001_change.py").write_text(
+        "from alembic import op\nimport vestige_embed.alembic  # noqa: F401\n"
+        f"revision = 'c001'\ndown_revision = {HEAD!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade() -> None:\n    op.reembed(model={new.name!r}, dimension={new.dimension})\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    printed = run_tool("alembic", "upgrade", f"{HEAD}:c001", "--sql", url=None, cwd=project)
+    assert printed.returncode == 0, printed.stderr
+    script = tmp_path / "change.sql"
+    script.write_text(printed.stdout)
+    return script
 
 
 def _wait_for_lock_wait(engine: sa.Engine) -> None:

@@ -3,7 +3,8 @@
 Usage: python tests/writer_worker.py URL MODE STOP_FILE [PAUSE_SECS]
 
 - `contract`: each transaction follows the application contract: `model_for_write`,
-  then inserts a row and edits another, both with vectors of the model it returned;
+  then inserts a row and edits another, both with vectors of the model it returned, and
+  stages them for the `pending_model` while a change is being staged;
 - `plain`: edits a row's content and clears its vector (an application that embeds
   later), without the helper.
 
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from vestige_embed import Embedder, HashEmbedder, ModelSignature, model_for_write, resolve_embedder
+from vestige_embed import (
+    Embedder,
+    HashEmbedder,
+    ModelSignature,
+    model_for_write,
+    pending_model,
+    resolve_embedder,
+    stage_written,
+)
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import DEFAULT_TARGET, KeyType, Statements
@@ -75,6 +84,10 @@ def main(url: str, mode: str, stop: Path, pause: float) -> None:
                 conn.execute(STORE.table.update().where(STORE.key == target).values(content=content))
                 writer = VectorWriter(conn, STORE, DEFAULT_TARGET.embedding)
                 writer([new_key, target], embedder.embed_batch([new_content, content]))
+                pending = pending_model(conn)
+                if pending is not None:
+                    vectors = embedder_for(pending).embed_batch([new_content, content])
+                    stage_written(conn, DEFAULT_TARGET, pending, [new_key, target], vectors)
                 inserted.append(str(new_key))
             else:
                 conn.execute(STORE.table.update().where(STORE.key == target).values(content=content, embedding=None))

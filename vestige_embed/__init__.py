@@ -14,7 +14,7 @@ from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport
 from vestige_embed.run.staging import StageReport, stage
 from vestige_embed.store.registry import register_target
 from vestige_embed.store.search import Hit, vector_search
-from vestige_embed.store.writer_contract import model_for_write
+from vestige_embed.store.writer_contract import model_for_write, pending_model, stage_written
 from vestige_embed.target import DEFAULT_TARGET, Distance, HnswParams, KeyType, ModelSignature, Storage, Target
 
 __all__ = [
@@ -41,9 +41,11 @@ __all__ = [
     "VestigeError",
     "dry_run_reembed",
     "model_for_write",
+    "pending_model",
     "register_target",
     "resolve_embedder",
     "run_reembed",
     "stage",
+    "stage_written",
     "vector_search",
 ]

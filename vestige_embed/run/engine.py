@@ -167,6 +167,9 @@ def _staged_swap(run: Run) -> ReembedReport:
     steps.lock_out_writers(run)
     embedded = steps.catch_up(run)
     steps.swap_window(run)
+    if run.plan.commit_batches:
+        run.conn.commit()  # writers go on; the statistics can follow
+        run.clock.writes_released()
     steps.analyze(run)
     return run.clock.report(Strategy.STAGED_SWAP, copied + embedded, copied)
 

@@ -23,6 +23,7 @@ from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.run.reader import Batch, page_batches
 from vestige_embed.store import catalog
+from vestige_embed.store.registry import find_registry
 from vestige_embed.store.run_lock import run_lock
 from vestige_embed.store.writes import StagingWriter
 from vestige_embed.target import DEFAULT_TARGET, Statements, Target
@@ -74,6 +75,9 @@ def stage_pass(
     """One pass over the rows without a fresh staged vector: (rows staged, rows already fresh)."""
     signature = embedder.signature()
     conn.execute(st.create_staging())
+    # Writers following the write contract stage their rows for this model from now on.
+    if find_registry(conn, st.target) is not None:
+        conn.execute(st.set_staged_model(signature))
     replaced = conn.execute(st.drop_staged_other_models(signature)).rowcount
     if replaced:
         log.info("stage: removed %d vectors staged for another model", replaced)

@@ -263,6 +263,8 @@ def catch_up(run: Run) -> int:
     behind = sa.or_(st.column(target.next_embedding).is_(None), sa.not_(st.fresh_staged(run.signature)))
     started = time.perf_counter()
     with run.clock.step("data_pass"):
+        # Vectors staged since the copy (by writers that follow the write contract) first.
+        run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding))
         embedded = _embed_rows(run, target.next_embedding, behind)
     log.info(
         "reembed: embedded %d rows added or edited since staging (writes waited %.1f s)",

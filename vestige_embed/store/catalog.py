@@ -16,6 +16,7 @@ from vestige_embed.errors import ReembedError
 from vestige_embed.target import Storage, Target
 from vestige_embed.target.statements import (
     LEGACY_REGISTRY_ID,
+    STAGED_MODEL_COLUMNS,
     Statements,
     column_info,
     key_type_of,
@@ -28,6 +29,8 @@ class RegistryShape(enum.Enum):
     ABSENT = "absent"
     #: vestige-embed 0.1's single row (`id = 1`), before one row per target.
     LEGACY = "legacy"
+    #: One row per target, without the staged-model columns.
+    OUTDATED = "outdated"
     CURRENT = "current"
 
 
@@ -70,8 +73,10 @@ def count(conn: Connection, query: sa.Select[Any]) -> int:
 def registry_shape(conn: Connection) -> RegistryShape:
     if not conn.execute(relation_exists(registry_relation())).scalar_one():
         return RegistryShape.ABSENT
-    legacy = conn.execute(column_info(registry_relation(), LEGACY_REGISTRY_ID)).first() is not None
-    return RegistryShape.LEGACY if legacy else RegistryShape.CURRENT
+    if conn.execute(column_info(registry_relation(), LEGACY_REGISTRY_ID)).first() is not None:
+        return RegistryShape.LEGACY
+    staged = conn.execute(column_info(registry_relation(), STAGED_MODEL_COLUMNS[0])).first() is not None
+    return RegistryShape.CURRENT if staged else RegistryShape.OUTDATED
 
 
 def resolve_target(conn: Connection, target: Target) -> Target:

@@ -81,7 +81,7 @@ def set_state(conn: Connection, target: Target, state: ModelState) -> None:
 
 
 def registered_targets(conn: Connection) -> list[RegisteredTarget]:
-    if registry_shape(conn) is not RegistryShape.CURRENT:
+    if registry_shape(conn) in (RegistryShape.ABSENT, RegistryShape.LEGACY):
         return []
     return [
         RegisteredTarget(r[0], r[1], RegistryRow(ModelSignature(r[2], r[3], r[4]), ModelState(r[5]), r[6]))

@@ -5,7 +5,15 @@ In the transaction that writes rows of a target, before writing:
     model = model_for_write(conn, target)   # the model to embed with, locked
     vectors = embedder_for(model).embed(...)  # re-embed if you embedded with another
 
-and write the vectors in that same transaction. The helper takes the table lock that
+and write the vectors in that same transaction. While a change is being staged
+(`pending_model` names its model), also stage what you wrote, so the staged vectors stay
+fresh and the change (or a DBA's offline script) finds nothing left to embed:
+
+    pending = pending_model(conn, target)
+    if pending is not None:
+        stage_written(conn, target, pending, keys, embedder_for(pending).embed(...))
+
+The helper takes the table lock that
 an INSERT or UPDATE takes anyway, then the registry row `FOR SHARE`: the order every
 change takes them in. So a writer never deadlocks with a change: the writer waits for a
 change holding the table, a change waits for the writer's commit, and a row is never
@@ -14,9 +22,15 @@ written with the vector of a model the registry no longer names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy.engine import Connection
 
+from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ReembedError
+from vestige_embed.store import catalog
+from vestige_embed.store.writes import StagedRowsWriter
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, Statements, Target
 
 
@@ -28,3 +42,18 @@ def model_for_write(conn: Connection, target: Target = DEFAULT_TARGET) -> ModelS
     if row is None:
         raise ReembedError(f"{target.describe()} is not registered: vestige-embed does not know its model")
     return ModelSignature(row[0], row[1], row[2])
+
+
+def pending_model(conn: Connection, target: Target = DEFAULT_TARGET) -> ModelSignature | None:
+    """The model a change is being staged for, if any (call after `model_for_write`)."""
+    row = conn.execute(Statements(target).read_staged_model()).first()
+    if row is None or row[0] is None:
+        return None
+    return ModelSignature(row[0], row[1], row[2])
+
+
+def stage_written(
+    conn: Connection, target: Target, signature: ModelSignature, keys: Sequence[Any], vectors: Matrix
+) -> None:
+    """Stage vectors of `signature` for rows this transaction wrote (after writing them)."""
+    StagedRowsWriter(conn, Statements(catalog.resolve_target(conn, target)), signature)(list(keys), vectors)

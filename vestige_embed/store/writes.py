@@ -30,7 +30,8 @@ class VectorWriter:
 
 
 class StagingWriter:
-    """Upserts vectors of one model, with the content hashes they were made from."""
+    """Upserts vectors of one model, with the content hashes they were made from; returns
+    how many were staged (rows edited since they were read are left for the next pass)."""
 
     def __init__(self, conn: Connection, st: Statements, signature: ModelSignature) -> None:
         register_binary_arrays(conn)
@@ -44,5 +45,18 @@ class StagingWriter:
             "vectors": VectorArray(vectors, self.st.target.storage),
             "hashes": BytesArray(hashes),
         }
+        return int(self.conn.execute(self.statement, params).rowcount)
+
+
+class StagedRowsWriter:
+    """Stages vectors of one model for rows the caller has just written (the write contract)."""
+
+    def __init__(self, conn: Connection, st: Statements, signature: ModelSignature) -> None:
+        register_binary_arrays(conn)
+        self.conn, self.st = conn, st
+        self.key_type = _key_type(st)
+        self.statement = st.stage_written_rows(signature)
+
+    def __call__(self, keys: list[object], vectors: Matrix) -> None:
+        params = {"keys": KeyArray(self.key_type, keys), "vectors": VectorArray(vectors, self.st.target.storage)}
         self.conn.execute(self.statement, params)
-        return len(keys)

@@ -121,6 +121,17 @@ def create_database(name: str) -> CreateDatabase:
 # The registry: one row per target.
 
 _registry_metadata = sa.MetaData()
+
+
+def _staged_model_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("staged_model_name", sa.Text, nullable=True),
+        sa.Column("staged_dimension", sa.Integer, nullable=True),
+        sa.Column("staged_model_hash", sa.Text, nullable=True),
+    ]
+
+
+STAGED_MODEL_COLUMNS = tuple(c.name for c in _staged_model_columns())
 registry = sa.Table(
     REGISTRY,
     _registry_metadata,
@@ -131,6 +142,9 @@ registry = sa.Table(
     sa.Column("model_hash", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False, server_default=ModelState.READY.value),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # The model a change is being staged for (set by `stage`, cleared when a change ends):
+    # writers that follow the write contract stage their rows for it too.
+    *_staged_model_columns(),
     sa.PrimaryKeyConstraint("target_table", "target_column", name=REGISTRY_KEY),
     sa.CheckConstraint(
         sa.column("state").in_([s.value for s in ModelState]),
@@ -155,6 +169,7 @@ def create_registry() -> list[sa.schema.ExecutableDDLElement]:
         AddColumn(
             registry, sa.Column("target_column", sa.Text, nullable=False, server_default=column_key), if_not_exists=True
         ),
+        *(AddColumn(registry, column, if_not_exists=True) for column in _staged_model_columns()),
         DropColumn(registry, LEGACY_REGISTRY_ID, if_exists=True),
         DropDefault(registry, "target_table"),
         DropDefault(registry, "target_column"),
@@ -496,7 +511,9 @@ class Statements:
         return self.apply_staged(signature, column).where(changed)
 
     def stage_vectors(self, signature: ModelSignature) -> sa.Insert:
-        """Upsert `(:keys, :vectors, :hashes)` as vectors of `signature`."""
+        """Upsert `(:keys, :vectors, :hashes)` as vectors of `signature`, skipping rows whose
+        content changed since it was read: a staged vector is never older than the row's
+        content, and never replaces a fresher one an application staged meanwhile."""
         rows = (
             sa.func.unnest(
                 sa.bindparam("keys", type_=PassThrough()),
@@ -513,12 +530,16 @@ class Statements:
             sa.literal(signature.name),
             sa.literal(signature.dimension),
             sa.literal(signature.hash),
-        )
+        ).where(self.key == rows.c.key, rows.c.content_sha256 == self.content_hash)
+        return self._upsert_staged(source)
+
+    def _upsert_staged(self, source: sa.Select[Any]) -> sa.Insert:
         names = ["row_key", "staged_vector", "content_sha256", "model_name", "dimension", "model_hash"]
         stmt = postgresql.insert(self.staging).from_select(names, source)
-        return stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=[self.staging.c.row_key], set_={n: stmt.excluded[n] for n in names[1:]}
         )
+        return upsert.execution_options(preserve_rowcount=True)  # how many were staged
 
     def count_staged(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
         query = sa.select(sa.func.count()).select_from(self.staging)
@@ -608,7 +629,8 @@ class Statements:
         )
 
     def register_model(self, signature: ModelSignature) -> sa.Update:
-        """Step 7: the registry names the new model and says search may be served again."""
+        """Step 7: the registry names the new model, search may be served again, and no
+        change is being staged any more."""
         return (
             registry.update()
             .where(self._registry_row())
@@ -618,8 +640,42 @@ class Statements:
                 model_hash=signature.hash,
                 state=ModelState.READY.value,
                 updated_at=sa.func.clock_timestamp(),
+                **dict.fromkeys(STAGED_MODEL_COLUMNS, None),
             )
         )
+
+    def set_staged_model(self, signature: ModelSignature) -> sa.Update:
+        return (
+            registry.update()
+            .where(self._registry_row())
+            .values(
+                staged_model_name=signature.name,
+                staged_dimension=signature.dimension,
+                staged_model_hash=signature.hash,
+            )
+        )
+
+    def read_staged_model(self) -> sa.Select[Any]:
+        r = registry.c
+        return sa.select(r.staged_model_name, r.staged_dimension, r.staged_model_hash).where(self._registry_row())
+
+    def stage_written_rows(self, signature: ModelSignature) -> sa.Insert:
+        """Upsert `(:keys, :vectors)`, rows this transaction wrote, as staged for `signature`,
+        with the hash of the content the row holds now (the one server-side definition)."""
+        pairs = (
+            sa.func.unnest(sa.bindparam("keys", type_=PassThrough()), sa.bindparam("vectors", type_=PassThrough()))
+            .table_valued("key", "vector")
+            .render_derived(name="v")
+        )
+        source = sa.select(
+            self.key,
+            pairs.c.vector,
+            self.content_hash,
+            sa.literal(signature.name),
+            sa.literal(signature.dimension),
+            sa.literal(signature.hash),
+        ).where(self.key == pairs.c.key)
+        return self._upsert_staged(source)
 
     # Search.
 
