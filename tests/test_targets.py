@@ -311,3 +311,16 @@ def test_offline_script_refuses_what_it_cannot_reproduce(tmp_path: Path) -> None
     printed = run_tool("alembic", "upgrade", "head", "--sql", url=None, cwd=project)
     assert printed.returncode != 0
     assert "concurrent_index=True) cannot be printed as a script" in printed.stderr
+
+
+def test_a_revision_with_concurrent_index_runs_online_through_alembic(
+    documents: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    project = documents_project(tmp_path)
+    revision = project / "migrations" / "versions" / "d001_reembed_documents.py"
+    concurrent = 'distance="inner_product",\n        concurrent_index=True,'
+    revision.write_text(revision.read_text().replace('distance="inner_product",', concurrent))
+    up = run_tool("alembic", "upgrade", "head", url=db_url, cwd=project)
+    assert up.returncode == 0, up.stderr
+    assert "done (staged_swap)" in up.stderr
+    assert_documents_in_space(documents, NEW)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from vestige_embed.store.transactions import commit
 from vestige_embed.target import Statements
 
 
@@ -63,7 +64,7 @@ def page_batches(
         if after is not None:
             params["after"] = after
         rows = conn.execute(first if after is None else later, params).all()
-        conn.commit()
+        commit(conn)
         if not rows:
             return
         after = rows[-1][0]

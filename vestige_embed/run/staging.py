@@ -25,6 +25,7 @@ from vestige_embed.run.reader import Batch, page_batches
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import find_registry
 from vestige_embed.store.run_lock import run_lock
+from vestige_embed.store.transactions import commit
 from vestige_embed.store.writes import StagingWriter
 from vestige_embed.target import DEFAULT_TARGET, Statements, Target
 
@@ -65,7 +66,7 @@ def stage(
     description = f"vestige-embed: stage {target.describe()} for {embedder.name}"
     with run_lock(conn, target, description, transaction=False):
         staged, already = stage_pass(conn, Statements(target), embedder, batch_size, progress or NoProgress())
-        conn.commit()
+        commit(conn)
     return StageReport(staged, already, round(time.perf_counter() - started, 6))
 
 
@@ -81,11 +82,11 @@ def stage_pass(
     replaced = conn.execute(st.drop_staged_other_models(signature)).rowcount
     if replaced:
         log.info("stage: removed %d vectors staged for another model", replaced)
-    conn.commit()
+    commit(conn)
     stale = sa.not_(st.fresh_staged(signature))
     todo = catalog.count(conn, st.count_rows(stale))
     already = catalog.count(conn, st.count_rows()) - todo
-    conn.commit()
+    commit(conn)
     log.info(
         "stage: %d rows of %s to embed with %s, %d already staged",
         todo,
@@ -98,7 +99,7 @@ def stage_pass(
 
     def write(batch: Batch, vectors: Matrix) -> int:
         count = writer(batch.keys, batch.hashes, vectors)
-        conn.commit()
+        commit(conn)
         return count
 
     try:
@@ -119,7 +120,7 @@ def stage_ahead(
     stale = sa.not_(st.fresh_staged(embedder.signature()))
     for _ in range(MAX_CATCH_UP_PASSES):
         behind = catalog.count(conn, st.count_rows(stale))
-        conn.commit()
+        commit(conn)
         if behind <= batch_size:
             break
         log.info("stage: %d rows were written while staging ran; staging them too", behind)

@@ -29,6 +29,8 @@ _RELAX_REFUSALS = ("42", "0A")
 #: `could not resize shared memory segment`: a parallel build on a small /dev/shm (disk
 #: full, or out of memory, as the platform reports it).
 _SHARED_MEMORY_SHORT = ("53100", "53200")
+#: The staged swap copies staged vectors this many batches of rows at a time.
+COPY_PAGE_BATCHES = 8
 
 
 def lock_out_writers(run: Run) -> None:
@@ -250,11 +252,27 @@ def prebuild_next_column(run: Run) -> int:
         if not catalog.column_exists(run.conn, st, target.next_embedding):
             run.conn.execute(st.add_next_column(run.signature.dimension))
         with run.clock.step("data_pass"):
-            copied = int(run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding)).rowcount)
+            copied = _copy_staged_in_pages(run)
         log.info("reembed: copied %d staged vectors into %s (search still served)", copied, target.next_embedding)
         if catalog.index_validity(run.conn, st, target.next_index) is False:
             run.conn.execute(st.drop_index(target.next_index, concurrently=True))
     return copied
+
+
+def _copy_staged_in_pages(run: Run) -> int:
+    """Key range by key range (autocommit: each its own transaction)."""
+    st, column = run.st, run.target.next_embedding
+    copied, after, size = 0, None, run.plan.batch_size * COPY_PAGE_BATCHES
+    while True:
+        first = after is None
+        params: dict[str, object] = {"skip": size - 1} if first else {"skip": size - 1, "after": after}
+        upto = run.conn.execute(st.key_page_end(first=first), params).scalar()
+        page = st.copy_staged_page(run.signature, column, first=first, last=upto is None)
+        params = {k: v for k, v in {"after": after, "upto": upto}.items() if v is not None}
+        copied += int(run.conn.execute(page, params).rowcount)
+        if upto is None:
+            return copied
+        after = upto
 
 
 def catch_up(run: Run) -> int:

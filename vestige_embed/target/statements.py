@@ -510,6 +510,23 @@ class Statements:
         changed = self.table.c[column].is_distinct_from(self.staging.c.staged_vector)
         return self.apply_staged(signature, column).where(changed)
 
+    def key_page_end(self, *, first: bool) -> sa.Select[Any]:
+        """The last key of the `:size` rows after `:after` (none when fewer are left)."""
+        query = sa.select(self.key).order_by(self.key)
+        if not first:
+            query = query.where(self.key > sa.bindparam("after"))
+        return query.offset(sa.bindparam("skip", type_=sa.Integer)).limit(1)
+
+    def copy_staged_page(self, signature: ModelSignature, column: str, *, first: bool, last: bool) -> sa.Update:
+        """`copy_staged_changed` for the keys in (`:after`, `:upto`]: short transactions, so
+        writers never wait long for the rows it locks."""
+        update = self.copy_staged_changed(signature, column)
+        if not first:
+            update = update.where(self.key > sa.bindparam("after"))
+        if not last:
+            update = update.where(self.key <= sa.bindparam("upto"))
+        return update
+
     def stage_vectors(self, signature: ModelSignature) -> sa.Insert:
         """Upsert `(:keys, :vectors, :hashes)` as vectors of `signature`, skipping rows whose
         content changed since it was read: a staged vector is never older than the row's
