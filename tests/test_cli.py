@@ -138,3 +138,24 @@ def test_stage_with_both_model_and_drop_is_a_usage_error() -> None:
     result = run_tool("vestige", "migrate", "stage", *HASH64, "--drop", url=None)
     assert result.returncode == 2
     assert "--model MODEL (to stage) or --drop" in result.stderr
+
+
+def test_a_password_given_as_a_url_parameter_is_never_printed() -> None:
+    unreachable = "postgresql://nobody@/nowhere?host=/tmp/no-such-socket&password=hunter2&port=9"
+    result = run_tool("vestige", "migrate", "status", "--postgres-url", unreachable, url=None)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "password=***" in result.stderr
+
+
+def test_an_empty_database_url_is_an_error_not_the_embedded_server() -> None:
+    result = run_tool("vestige", "migrate", "status", url="")
+    assert result.returncode == 2
+    assert "VESTIGE_DATABASE_URL is set but empty" in result.stderr
+
+
+def test_a_huge_model_name_is_cut_in_the_message() -> None:
+    result = run_tool("vestige", "migrate", "reembed", "--model", "x" * 100_000, "--dimension", "8", url=None)
+    assert result.returncode == 2
+    assert "(100000 characters)" in result.stderr
+    assert len(result.stderr) < 5_000

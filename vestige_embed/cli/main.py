@@ -8,13 +8,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
 from vestige_embed.settings.config import Settings, load_settings, resolve_database_url
 from vestige_embed.settings.urls import redact
+
+if TYPE_CHECKING:
+    from vestige_embed.target import Target
 
 log = logging.getLogger("vestige_embed.cli")
 
@@ -30,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print("aborted (Ctrl-C); a batched re-embed interrupted mid-pass must be re-run", file=sys.stderr)
+        print(
+            "aborted (Ctrl-C): the store is as it was (staged vectors are kept); run the same command to resume",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     except ModelIntegrityError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -52,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="re-embed, stage, status, revision")
     actions = migrate.add_subparsers(required=True, metavar="ACTION")
 
-    reembed = actions.add_parser("reembed", help="re-embed every stored vector now (batched commits)")
+    reembed = actions.add_parser(
+        "reembed", help="re-embed every stored vector now (staged in short transactions, then applied in one)"
+    )
     _database_args(reembed)
     _target_args(reembed)
     _model_args(reembed, dimension_required=True)
@@ -127,7 +135,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     group.add_argument("--index", default="", help="HNSW index name (default idx_<table>_<embedding>_hnsw)")
 
 
-def _target(args: argparse.Namespace) -> Any:
+def _target(args: argparse.Namespace) -> Target:
     from vestige_embed.target import Target
 
     return Target(

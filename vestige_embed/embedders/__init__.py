@@ -11,6 +11,9 @@ from vestige_embed.embedders.hashing import NAME_PREFIX as HASH_PREFIX
 from vestige_embed.embedders.hashing import HashEmbedder
 from vestige_embed.errors import DimensionMismatchError, UnknownModelError
 
+#: Longer names are cut in messages (a mistyped argument can be anything).
+_SHOWN_NAME = 120
+
 __all__ = ["Embedder", "FastembedEmbedder", "HashEmbedder", "Matrix", "known_models", "resolve_embedder"]
 
 
@@ -42,4 +45,5 @@ def _build(name: str, models_dir: Path | None) -> Embedder:
             return HashEmbedder(int(size))
     elif name in supported_models():
         return FastembedEmbedder(name, models_dir=models_dir)
-    raise UnknownModelError(f"unknown embedder model '{name}'. Known: {', '.join(known_models())}")
+    shown = name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + f"... ({len(name)} characters)"
+    raise UnknownModelError(f"unknown embedder model '{shown}'. Known: {', '.join(known_models())}")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vestige_embed.errors import ConfigError
 from vestige_embed.settings.urls import normalize_url
 
 DATABASE_URL_ENV = "VESTIGE_DATABASE_URL"
@@ -41,6 +42,11 @@ def load_settings(
 ) -> Settings:
     """Resolve settings: `database_url` (a flag), then the environment, then alembic.ini."""
     env = os.environ if environ is None else environ
+    if DATABASE_URL_ENV in env and not env[DATABASE_URL_ENV].strip() and not database_url:
+        raise ConfigError(
+            f"{DATABASE_URL_ENV} is set but empty; give it a URL (postgresql://user@host/dbname), "
+            "or unset it to use alembic.ini's sqlalchemy.url or the embedded server"
+        )
     url = database_url or env.get(DATABASE_URL_ENV) or ini_url or None
     return Settings(
         database_url=normalize_url(url) if url else None,

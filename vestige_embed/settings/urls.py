@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -25,9 +27,17 @@ def normalize_url(url: str) -> str:
     return parsed.set(drivername=DRIVER).render_as_string(hide_password=False)
 
 
+#: Query parameters libpq reads a secret from (`postgresql://app@/db?password=...`).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passfile"})
+_MASK = "***"
+
+
 def redact(url: str | URL) -> str:
-    """The URL as it may be printed: never with its password."""
+    """The URL as it may be printed: never with its password, in the user part or the query."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable database URL>"
+    hidden = {k: _MASK for k in parsed.query if k.lower() in _SECRET_PARAMETERS}
+    rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace(quote(_MASK, safe=""), _MASK)
