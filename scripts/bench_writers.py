@@ -245,6 +245,18 @@ def measure(mode: str, server: Any, corpus: list[str], reference: dict[str, np.n
     )
 
 
+def reference_vectors(corpus: list[str]) -> dict[str, np.ndarray]:
+    """MiniLM's vector of every corpus text, computed once and kept under .vestige/."""
+    cache = ROOT / ".vestige" / "bench-cache" / f"minilm-reference-{len(corpus)}.npy"
+    if cache.is_file():
+        return dict(zip(corpus, np.load(cache), strict=True))
+    minilm = embedder_named(MINILM, 384)
+    matrix = np.vstack([minilm.embed_batch(corpus[i : i + 256]) for i in range(0, len(corpus), 256)])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, matrix)
+    return dict(zip(corpus, matrix, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -263,11 +275,7 @@ def main() -> None:
     rate = f"writer {WRITES_PER_SEC:.0f} tx/s (insert + edit), searcher {SEARCHES_PER_SEC:.0f}/s"
     print(f"rows: {args.rows}  hash-256 -> {MINILM}  {rate}  cpus: {os.cpu_count()}")
     started = time.perf_counter()
-    minilm = embedder_named(MINILM, 384)
-    reference = {}
-    for start in range(0, len(corpus), 256):
-        chunk = corpus[start : start + 256]
-        reference.update(zip(chunk, minilm.embed_batch(chunk), strict=True))
+    reference = reference_vectors(corpus)
     print(f"reference vectors of the corpus: {time.perf_counter() - started:.0f} s", flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="vestige-bench-writers-") as tmp,

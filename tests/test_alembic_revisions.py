@@ -122,3 +122,14 @@ def test_revision_with_bad_model_writes_no_file(project: Path, args: list[str], 
     assert result.returncode == 2
     assert message in result.stderr
     assert sorted((project / "migrations" / "versions").iterdir()) == before
+
+
+@pytest.mark.parametrize("message", [r"path C:\Users\new", 'three """ quotes', "two\nlines"])
+def test_a_revision_message_never_breaks_the_file(project: Path, message: str) -> None:
+    made = run_tool(
+        "vestige", "migrate", "revision", "--model", "vestige/hash-64", "-m", message, url=None, cwd=project
+    )
+    assert made.returncode == 0, made.stderr
+    history = run_tool("alembic", "history", url=None, cwd=project)
+    assert history.returncode == 0, history.stderr
+    assert " ".join(message.split()) in history.stdout

@@ -159,3 +159,20 @@ def test_a_huge_model_name_is_cut_in_the_message() -> None:
     assert result.returncode == 2
     assert "(100000 characters)" in result.stderr
     assert len(result.stderr) < 5_000
+
+
+def test_status_behind_a_lock_fails_after_its_lock_timeout_with_the_fix(base_schema: sa.Engine, db_url: str) -> None:
+    with base_schema.connect() as holder:
+        holder.execute(sa.text("LOCK TABLE knowledge_nodes IN ACCESS EXCLUSIVE MODE"))
+        result = run_tool("vestige", "migrate", "status", "--lock-timeout", "300ms", url=db_url, timeout=60)
+        holder.rollback()
+    assert result.returncode == 1
+    assert "lock timeout" in result.stderr
+    assert "another transaction holds the table" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_non_numeric_port_is_a_usage_error() -> None:
+    result = run_tool("vestige", "migrate", "status", "--postgres-url", "postgresql://u@h:abc/db", url=None)
+    assert result.returncode == 2
+    assert "not a valid URL" in result.stderr

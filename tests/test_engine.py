@@ -358,3 +358,16 @@ def test_search_refuses_a_probe_of_another_model_of_the_same_size(base_schema: s
     probe = other.embed_batch(["memory number 1 talks about rust and async"])[0]
     with base_schema.connect() as conn, pytest.raises(SearchUnavailable, match="embedded with other-128"):
         vector_search(conn, probe, 3, model=other.signature())
+
+
+class _ZeroEmbedder(CountingEmbedder):
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        out = super().embed_batch(texts)
+        out[1:3] = 0.0
+        return out
+
+
+def test_zero_vectors_are_refused_with_their_count(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 5)
+    with pytest.raises(ReembedError, match="returned 2 zero vector"), base_schema.begin() as conn:
+        run_reembed(conn, _ZeroEmbedder(NEW), ReembedPlan())

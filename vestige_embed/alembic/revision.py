@@ -25,6 +25,13 @@ def head_model(script: ScriptDirectory) -> tuple[str, int, str]:
     raise ConfigError("no revision in the history declares `embedding_model`; is 0001 (the base schema) there?")
 
 
+def docstring_safe(message: str) -> str:
+    r"""The message as it may stand in the revision's docstring, on one line: backslashes
+    and double quotes escaped, so `C:\Users\new` or three quotes cannot break the file."""
+    one_line = " ".join(message.split())
+    return one_line.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def next_revision_id(head: str) -> str:
     """Sequential ids (0001, 0002, ...) while the history uses them."""
     if head.isdigit():
@@ -43,7 +50,7 @@ def write_model_revision(config: Config, model: str, dimension: int | None, mess
         raise ConfigError(f"the head revision {head} already leaves the store on {model}; nothing to change")
     created = script.generate_revision(
         next_revision_id(head),
-        message or f"re-embed with {model} (was {previous})",
+        docstring_safe(message or f"re-embed with {model} (was {previous})"),
         head=head,
         embedding_model=model,
         embedding_dimension=embedder.dimension,

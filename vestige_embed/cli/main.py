@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vestige_embed.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: The lock timeout of every CLI connection (the engine's transactions set the plan's).
+DEFAULT_LOCK_TIMEOUT = "10s"
 DEFAULT_ALEMBIC_INI = "alembic.ini"
 
 
@@ -47,9 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VestigeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    except sa.exc.OperationalError as e:
-        print(f"error: database: {e.orig}", file=sys.stderr)
+    except sa.exc.DBAPIError as e:
+        print(f"error: database: {_first_line(e.orig)}", file=sys.stderr)
+        hint = _DATABASE_HINTS.get(str(getattr(e.orig, "sqlstate", "") or "")[:5])
+        if hint:
+            print(f"  {hint}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+#: What to do about the database errors an operator meets, by SQLSTATE.
+_DATABASE_HINTS = {
+    "42501": "connect as the table's owner (or a role that is a member of it): DDL on it needs ownership",
+    "42P01": "check the target's table name (--table), or run `alembic upgrade head` on this database",
+    "42704": "install pgvector in this database: CREATE EXTENSION vector;",
+    "42883": "install pgvector in this database: CREATE EXTENSION vector;",
+    "55P03": "another transaction holds the table: find it in pg_stat_activity, let it finish, run again",
+    "57014": "the statement was cancelled (statement_timeout or a cancel request); run again",
+    "22000": "a vector of another size was written during the change; nothing was changed, run again",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,6 +137,11 @@ def _positive(value: str) -> int:
 
 def _database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--postgres-url", help="database URL (default: VESTIGE_DATABASE_URL, alembic.ini, embedded)")
+    p.add_argument(
+        "--lock-timeout",
+        default=DEFAULT_LOCK_TIMEOUT,
+        help=f"how long a statement may wait for a lock before failing (default {DEFAULT_LOCK_TIMEOUT})",
+    )
     p.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini to read sqlalchemy.url from")
 
 
@@ -168,10 +195,12 @@ def _ini_url(path: str) -> str | None:
     return Config(path).get_main_option("sqlalchemy.url") or None
 
 
-def _engine(settings: Settings) -> sa.Engine:
+def _engine(settings: Settings, lock_timeout: str) -> sa.Engine:
     url = resolve_database_url(settings)
     log.info("database: %s", redact(url))
-    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+    # No command waits forever behind a lock: status and --dry-run too.
+    options = f"-c lock_timeout={lock_timeout}"
+    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"options": options})
 
 
 def _emit_json(value: Any) -> None:
@@ -195,8 +224,9 @@ def _reembed(args: argparse.Namespace) -> int:
         drop_hnsw_first=args.drop_hnsw_first,
         concurrent_index=args.concurrent_index,
         commit_batches=True,
+        lock_timeout=args.lock_timeout,
     )
-    engine = _engine(settings)
+    engine = _engine(settings, args.lock_timeout)
     with engine.connect() as conn:
         if args.dry_run:
             summary = dry_run_reembed(conn, embedder, plan, target=target)
@@ -228,12 +258,12 @@ def _stage(args: argparse.Namespace) -> int:
     settings = _settings(args)
     target = _target(args)
     if args.drop:
-        with _engine(settings).begin() as conn:
+        with _engine(settings, args.lock_timeout).begin() as conn:
             drop_staging(conn, target)
         print(f"dropped the staging table of {target.describe()} (if there was one)")
         return EXIT_OK
     embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)
-    with _engine(settings).connect() as conn:
+    with _engine(settings, args.lock_timeout).connect() as conn:
         report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
     print(report.summary_line())
     return EXIT_OK
@@ -248,7 +278,7 @@ def _status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     target = _target(args)
-    with _engine(settings).connect() as conn:
+    with _engine(settings, args.lock_timeout).connect() as conn:
         status: dict[str, Any] = {"alembic": {"current": MigrationContext.configure(conn).get_current_revision()}}
         if Path(args.config).is_file():
             status["alembic"]["head"] = ScriptDirectory.from_config(Config(args.config)).get_current_head()

@@ -154,6 +154,7 @@ def _rewrite(run: Run) -> ReembedReport:
     steps.build_index(run, rows)
     steps.analyze(run)
     steps.register(run)
+    steps.release_staged(run)
     return run.clock.report(strategy, rows, from_staging)
 
 
@@ -163,13 +164,15 @@ def _staged_swap(run: Run) -> ReembedReport:
     copied = steps.prebuild_next_column(run)
     rows = catalog.count(run.conn, run.st.count_rows())
     steps.build_index(run, rows, column=run.target.next_embedding, name=run.target.next_index)
+    steps.catch_up_before_lock(run)
     run.set_transaction_settings()
     steps.lock_out_writers(run)
     embedded = steps.catch_up(run)
     steps.swap_window(run)
     if run.plan.commit_batches:
-        run.conn.commit()  # writers go on; the statistics can follow
+        run.conn.commit()  # writers go on; the clean-up and statistics can follow
         run.clock.writes_released()
+    steps.release_staged(run)
     steps.analyze(run)
     return run.clock.report(Strategy.STAGED_SWAP, copied + embedded, copied)
 

@@ -20,16 +20,24 @@ from vestige_embed.run.reader import Batch
 log = logging.getLogger("vestige_embed.reembed")
 
 Writer = Callable[[Batch, Matrix], int]
+#: A vector shorter than this has no direction: cosine distance to it is undefined.
+MIN_NORM = 1e-6
 
 
 def check_vectors(embedder: Embedder, vectors: Matrix, count: int) -> Matrix:
-    """Refuse output that would corrupt the store: wrong shape, NaN or infinity."""
+    """Refuse output that would corrupt the store: wrong shape, NaN, infinity, zero vectors."""
     shape = (count, embedder.dimension)
     if vectors.shape != shape:
         raise ReembedError(f"embedder '{embedder.name}' returned shape {vectors.shape}, expected {shape}")
     if not np.isfinite(vectors).all():
         raise ReembedError(
             f"embedder '{embedder.name}' returned NaN or infinite values; nothing of this batch was written"
+        )
+    zero = int((np.linalg.norm(vectors, axis=1) < MIN_NORM).sum())
+    if zero:
+        raise ReembedError(
+            f"embedder '{embedder.name}' returned {zero} zero vector(s) in a batch of {count}: no distance is "
+            "defined for them; nothing of this batch was written. Check the model and its input texts"
         )
     return np.ascontiguousarray(vectors, dtype=np.float32)
 

@@ -227,11 +227,15 @@ def _create_index(run: Run, column: str | None, name: str, *, concurrently: bool
 
 
 def register(run: Run) -> None:
-    """Step 7: spent staged vectors go, the registry names the new model, search may resume."""
-    if catalog.staging_exists(run.conn, run.st):
-        run.conn.execute(run.st.release_staged(run.signature))
+    """Step 7: the registry names the new model; search may resume."""
     run.conn.execute(run.st.register_model(run.signature))
     run.clock.close_window()
+
+
+def release_staged(run: Run) -> None:
+    """The new model's staged vectors are spent (after the window: deleting them takes time)."""
+    if catalog.staging_exists(run.conn, run.st):
+        run.conn.execute(run.st.release_staged(run.signature))
 
 
 def analyze(run: Run) -> None:
@@ -273,6 +277,17 @@ def _copy_staged_in_pages(run: Run) -> int:
         if upto is None:
             return copied
         after = upto
+
+
+def catch_up_before_lock(run: Run) -> None:
+    """What was written while the index was built, before the lock: the locked catch-up is
+    then only what is written in the last moments, and writers wait for that alone."""
+    with run.autocommit_block(), run.session_settings(run.transaction_settings()):
+        with run.clock.step("data_pass"):
+            _copy_staged_in_pages(run)
+        stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
+        with run.clock.step("data_pass"):
+            _copy_staged_in_pages(run)
 
 
 def catch_up(run: Run) -> int:

@@ -17,8 +17,8 @@ def normalize_url(url: str) -> str:
     """Return the URL with the psycopg 3 driver; refuse other drivers and other databases."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        raise ConfigError(f"database URL is not a valid URL ({e}); expected postgresql://user@host/dbname") from e
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(f"database URL is not a valid URL ({e}); expected postgresql://user@host:5432/dbname") from e
     if parsed.drivername not in _ACCEPTED_SCHEMES:
         raise ConfigError(
             f"database URL uses driver '{parsed.drivername}'; vestige-embed needs PostgreSQL "
