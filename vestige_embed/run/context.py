@@ -87,8 +87,6 @@ class Run:
     progress: Progress
     autocommit_block: AutocommitBlock
     clock: Clock = field(default_factory=Clock)
-    #: Rows staged by this run before it took its lock (runs that commit along the way).
-    staged_ahead: int = 0
 
     def __post_init__(self) -> None:
         self.st = Statements(self.target)

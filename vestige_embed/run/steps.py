@@ -14,6 +14,7 @@ from vestige_embed.errors import ReembedError
 from vestige_embed.run.context import Run
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.plan import Strategy, TypmodApproach
+from vestige_embed.run.progress import NoProgress
 from vestige_embed.run.reader import Batch, stream_batches
 from vestige_embed.run.staging import stage_ahead
 from vestige_embed.store import catalog
@@ -30,7 +31,7 @@ _RELAX_REFUSALS = ("42", "0A")
 #: full, or out of memory, as the platform reports it).
 _SHARED_MEMORY_SHORT = ("53100", "53200")
 #: The staged swap copies staged vectors this many batches of rows at a time.
-COPY_PAGE_BATCHES = 8
+COPY_PAGE_BATCHES = 2
 
 
 def lock_out_writers(run: Run) -> None:
@@ -50,8 +51,7 @@ def stage_first(run: Run) -> None:
     """Runs that commit along the way stage every row first, in short transactions while
     search is served, so their locked transaction only applies and catches up."""
     with run.clock.step("data_pass"):
-        staged, _ = stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
-    run.staged_ahead = staged
+        stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
 
 
 def choose_strategy(run: Run) -> Strategy:
@@ -139,8 +139,12 @@ def data_pass(run: Run, column: str) -> tuple[int, int]:
     return embedded + from_staging, from_staging
 
 
-def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None) -> int:
-    run.progress.start(catalog.count(run.conn, run.st.count_rows(where)))
+def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, *, counted: bool = True) -> int:
+    """`counted=False` skips the progress count: a second scan the swap's locked catch-up,
+    which writers wait for, does not need."""
+    progress = run.progress if counted else NoProgress()
+    if counted:
+        progress.start(catalog.count(run.conn, run.st.count_rows(where)))
     writer = VectorWriter(run.conn, run.st, column)
 
     def write(batch: Batch, vectors: Matrix) -> int:
@@ -148,10 +152,10 @@ def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None) -> 
 
     try:
         return run_pipeline(
-            stream_batches(run.conn, run.st, run.plan.batch_size, where), run.embedder, write, progress=run.progress
+            stream_batches(run.conn, run.st, run.plan.batch_size, where), run.embedder, write, progress=progress
         )
     finally:
-        run.progress.finish()
+        progress.finish()
 
 
 def finish_column(run: Run, strategy: Strategy) -> None:
@@ -298,7 +302,7 @@ def catch_up(run: Run) -> int:
     with run.clock.step("data_pass"):
         # Vectors staged since the copy (by writers that follow the write contract) first.
         run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding))
-        embedded = _embed_rows(run, target.next_embedding, behind)
+        embedded = _embed_rows(run, target.next_embedding, behind, counted=False)
     log.info(
         "reembed: embedded %d rows added or edited since staging (writes waited %.1f s)",
         embedded,

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from vestige_embed.errors import ReembedError
 from vestige_embed.store.catalog import RegistryShape, registry_shape
 from vestige_embed.target import ModelSignature, ModelState, Statements, Target
-from vestige_embed.target.statements import REGISTRY, create_registry, registry_rows
+from vestige_embed.target.statements import REGISTRY, create_registry
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,6 @@ class RegistryRow:
     signature: ModelSignature
     state: ModelState
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class RegisteredTarget:
-    table: str
-    column: str
-    row: RegistryRow
 
 
 def ensure_registry(conn: Connection) -> None:
@@ -78,12 +71,3 @@ def register_target(conn: Connection, target: Target, signature: ModelSignature)
 
 def set_state(conn: Connection, target: Target, state: ModelState) -> None:
     conn.execute(Statements(target).set_state(state))
-
-
-def registered_targets(conn: Connection) -> list[RegisteredTarget]:
-    if registry_shape(conn) in (RegistryShape.ABSENT, RegistryShape.LEGACY):
-        return []
-    return [
-        RegisteredTarget(r[0], r[1], RegistryRow(ModelSignature(r[2], r[3], r[4]), ModelState(r[5]), r[6]))
-        for r in conn.execute(registry_rows())
-    ]

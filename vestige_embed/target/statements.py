@@ -181,12 +181,6 @@ def drop_registry() -> sa.schema.ExecutableDDLElement:
     return DropTable(registry, if_exists=True)
 
 
-def registry_rows() -> sa.Select[Any]:
-    """Every registered target (status)."""
-    r = registry.c
-    return sa.select(r.target_table, r.target_column, r.model_name, r.dimension, r.model_hash, r.state, r.updated_at)
-
-
 _pg_attribute = sa.table(
     "pg_attribute",
     sa.column("attrelid"),
@@ -634,9 +628,6 @@ class Statements:
             model_hash=signature.hash,
             state=ModelState.READY.value,
         )
-
-    def delete_registry(self) -> sa.Delete:
-        return registry.delete().where(self._registry_row())
 
     def set_state(self, state: ModelState) -> sa.Update:
         return (
