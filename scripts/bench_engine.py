@@ -49,9 +49,13 @@ def memories(n: int) -> list[str]:
     return [f"memory number {i} talks about rust and async, postgres and vector search" for i in range(n)]
 
 
+_writers: dict[int, VectorWriter] = {}
+
+
 def write_unnest(conn: sa.Connection, column: str, ids: list, vectors: np.ndarray) -> int:  # type: ignore[type-arg]
-    """The engine's write path."""
-    return VectorWriter(conn, STORE, column)(ids, vectors)
+    """The engine's write path (one writer per connection, as a run has)."""
+    writer = _writers.setdefault(id(conn), VectorWriter(conn, STORE, column))
+    return writer(ids, vectors)
 
 
 def write_rate(engine: sa.Engine, ids: list, writer, dim: int = 384) -> float:  # type: ignore[no-untyped-def]

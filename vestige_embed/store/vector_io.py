@@ -70,7 +70,8 @@ class _KeyArrayDumper(Dumper):
         if obj.key_type is KeyType.UUID:
             items = np.empty(count, dtype=[("len", ">i4"), ("value", "V16")])
             items["len"] = 16
-            items["value"] = np.frombuffer(b"".join(uuid.UUID(str(v)).bytes for v in obj.values), dtype="V16")
+            raw = b"".join(v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes for v in obj.values)
+            items["value"] = np.frombuffer(raw, dtype="V16")
             return _ARRAY_HEADER.pack(1, 0, _UUID_OID, count, 1) + items.tobytes()
         if obj.key_type is KeyType.BIGINT:
             ints = np.empty(count, dtype=[("len", ">i4"), ("value", ">i8")])
