@@ -154,6 +154,14 @@ def test_batched_change_with_a_contract_writer_catches_up_rows_written_meanwhile
     assert_never_mixed(store, summary, cleared_allowed=False)
 
 
+def test_batched_change_catches_up_rows_a_writer_did_not_stage(store: sa.Engine, db_url: str, tmp_path: Path) -> None:
+    """A writer that embeds with the registry's model but stages nothing for the change:
+    its rows are embedded again under the lock, before the registry flips."""
+    with writer(db_url, "unstaged", tmp_path, store) as summary, store.connect() as conn:
+        run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4, commit_batches=True))
+    assert_never_mixed(store, summary, cleared_allowed=False)
+
+
 def test_staged_swap_with_a_contract_writer_ends_all_in_the_new_space(
     store: sa.Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -196,7 +204,7 @@ def test_a_second_run_on_the_same_target_is_refused_at_once_naming_the_first(sto
 
 
 def test_the_swap_builds_its_index_while_writers_write(base_schema: sa.Engine, db_url: str) -> None:
-    rows = 8_000
+    rows = 12_000
     with base_schema.begin() as conn:
         seed_store(conn, OLD, memories(rows))
     with base_schema.connect() as conn:

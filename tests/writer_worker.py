@@ -5,6 +5,7 @@ Usage: python tests/writer_worker.py URL MODE STOP_FILE [PAUSE_SECS]
 - `contract`: each transaction follows the application contract: `model_for_write`,
   then inserts a row and edits another, both with vectors of the model it returned, and
   stages them for the `pending_model` while a change is being staged;
+- `unstaged`: the same, but stages nothing for a pending change;
 - `plain`: edits a row's content and clears its vector (an application that embeds
   later), without the helper.
 
@@ -76,7 +77,7 @@ def main(url: str, mode: str, stop: Path, pause: float) -> None:
         with engine.begin() as conn:
             target = rng.choice(keys)
             content = f"edited by the writer, edit {n}: {rng.random():.6f}"
-            if mode == "contract":
+            if mode in ("contract", "unstaged"):
                 model = model_for_write(conn)
                 embedder = embedder_for(model)
                 new_key, new_content = uuid.uuid4(), f"inserted by the writer, row {n}"
@@ -84,7 +85,7 @@ def main(url: str, mode: str, stop: Path, pause: float) -> None:
                 conn.execute(STORE.table.update().where(STORE.key == target).values(content=content))
                 writer = VectorWriter(conn, STORE, DEFAULT_TARGET.embedding)
                 writer([new_key, target], embedder.embed_batch([new_content, content]))
-                pending = pending_model(conn)
+                pending = pending_model(conn) if mode == "contract" else None
                 if pending is not None:
                     vectors = embedder_for(pending).embed_batch([new_content, content])
                     stage_written(conn, DEFAULT_TARGET, pending, [new_key, target], vectors)
