@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,10 +142,17 @@ class _VectorArrayDumper(Dumper):
         return dumper
 
 
+#: Driver connections whose adapters already know our arrays.
+_REGISTERED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def register_binary_arrays(conn: Connection) -> None:
-    """Teach this connection's psycopg adapters to send our arrays in binary."""
+    """Teach this connection's psycopg adapters to send our arrays in binary (once per
+    connection: applications call it in every write transaction through the contract)."""
     driver = conn.connection.driver_connection
     assert driver is not None
+    if driver in _REGISTERED:
+        return
     found = conn.execute(pgvector_type_oids()).mappings().one()
     vector_oids: dict[Storage, tuple[int, int]] = {}
     for storage in Storage:
@@ -155,3 +163,4 @@ def register_binary_arrays(conn: Connection) -> None:
     driver.adapters.register_dumper(VectorArray, dumper)
     driver.adapters.register_dumper(KeyArray, _KeyArrayDumper)
     driver.adapters.register_dumper(BytesArray, _BytesArrayDumper)
+    _REGISTERED.add(driver)
