@@ -2,7 +2,8 @@
 
 For each mode (atomic `alembic upgrade`, batched `vestige migrate reembed`, staged swap
 with a prebuilt index, the offline script through psql), on a fresh database of N rows
-(stdlib docstrings) moving from vestige/hash-256 to all-MiniLM-L6-v2:
+(stdlib docstrings) moving from vestige/hash-256 to all-MiniLM-L6-v2, and a control
+(`none`: no change, the same writer and searcher for two minutes):
 
 - a writer process inserts a row and edits another at a steady rate, following the
   write contract (`model_for_write`, vectors of that model, and the rows staged for the
@@ -12,19 +13,23 @@ with a prebuilt index, the offline script through psql), on a fresh database of 
 
 Prints per mode: rows in the wrong space (must be 0), writes lost (must be 0), writes/s
 sustained, the longest a write waited (its transaction's time less the writer's own
-embedding), searches/s answered, refused and failed.
+embedding), searches/s answered, refused and failed. With `--log`: the run's own log,
+what the writer's backend waited on (sampled from pg_stat_activity: a lock, the WAL's
+fsync, the CPU), and the server's lock-wait and autovacuum lines.
 
-Run: `.venv/bin/python scripts/bench_writers.py [--rows 20000] [--modes atomic,batched,swap,offline]`.
+Run: `.venv/bin/python scripts/bench_writers.py [--rows 20000] [--modes none,atomic,batched,swap,offline] [--log]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,7 +42,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _bench_db import ROOT, STORE, fresh_database, seed
+from _bench_db import ROOT, STORE, admin, fresh_database, seed
 
 from vestige_embed import (
     HashEmbedder,
@@ -60,17 +65,25 @@ from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import DEFAULT_TARGET
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-MODES = ("atomic", "batched", "swap", "offline")
+MODES = ("none", "atomic", "batched", "swap", "offline")
+#: The control: how long the writer and searcher run with no change, to show what the
+#: machine's own disk and CPU make a write wait.
+CONTROL_SECS = 120.0
 WRITES_PER_SEC = 10.0
 SEARCHES_PER_SEC = 10.0
 QUERIES = ["read a file line by line", "parse a date from a string", "compress data with gzip"]
-_embedders: dict[str, Embedder] = {}
+#: The writer and searcher embed a text or two at a time, on one thread, as an
+#: application's request handler would; the change itself uses the default.
+APP_THREADS = 1
+WRITER_APPLICATION = "vestige-bench-writer"
+_embedders: dict[tuple[str, int | None], Embedder] = {}
 
 
-def embedder_named(name: str, dimension: int) -> Embedder:
-    if name not in _embedders:
-        _embedders[name] = resolve_embedder(name, dimension, models_dir=load_settings().models_dir)
-    return _embedders[name]
+def embedder_named(name: str, dimension: int, threads: int | None = None) -> Embedder:
+    if (name, threads) not in _embedders:
+        found = resolve_embedder(name, dimension, models_dir=load_settings().models_dir, threads=threads)
+        _embedders[name, threads] = found
+    return _embedders[name, threads]
 
 
 def texts(rows: int) -> list[str]:
@@ -80,10 +93,16 @@ def texts(rows: int) -> list[str]:
 
 def writer(url: str, stop: Path) -> None:
     """The application: every 1/WRITES_PER_SEC s, insert one row and edit another."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    options = {"application_name": WRITER_APPLICATION}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=options)
     with engine.connect() as conn:
         keys = list(conn.execute(sa.select(STORE.key).limit(5000)).scalars())
-    inserted, edited, waits = [], {}, []
+    inserted: list[str] = []
+    edited: dict[str, str] = {}
+    waits: list[tuple[float, float]] = []  # (when it ended, how long it waited)
+    longest: list[tuple[str, float]] = []  # where the longest wait went
+    longest_wait = 0.0
+    steps: list[tuple[str, float]] = []  # (what, seconds) of the transaction under way
     n = 0
     while not stop.exists():
         n += 1
@@ -93,27 +112,46 @@ def writer(url: str, stop: Path) -> None:
         def embed(name: str, dimension: int, texts: list[str]) -> np.ndarray:
             nonlocal embedding
             started = time.perf_counter()
-            vectors = embedder_named(name, dimension).embed_batch(texts)
+            vectors = embedder_named(name, dimension, APP_THREADS).embed_batch(texts)
             embedding += time.perf_counter() - started
             return vectors
 
+        steps.clear()
+        mark = time.perf_counter()
+
+        def step(label: str) -> None:
+            nonlocal mark
+            steps.append((label, time.perf_counter() - mark))
+            mark = time.perf_counter()
+
         with engine.begin() as conn:
+            step("connect")
             model = model_for_write(conn)
+            step("model_for_write")
             new_key, target = uuid.uuid4(), keys[n % len(keys)]
             new_text, edit_text = f"a memory written during the change, number {n}", f"an edited memory, edit {n}"
             conn.execute(STORE.table.insert().values({DEFAULT_TARGET.key: new_key, DEFAULT_TARGET.content: new_text}))
             conn.execute(STORE.table.update().where(STORE.key == target).values({DEFAULT_TARGET.content: edit_text}))
+            step("insert+update")
             vectors = embed(model.name, model.dimension, [new_text, edit_text])
+            mark = time.perf_counter()
             VectorWriter(conn, STORE, DEFAULT_TARGET.embedding)([new_key, target], vectors)
             pending = pending_model(conn)
+            step("vectors")
             if pending is not None:  # a change is being staged: stage these rows for it too
                 staged = embed(pending.name, pending.dimension, [new_text, edit_text])
+                mark = time.perf_counter()
                 stage_written(conn, DEFAULT_TARGET, pending, [new_key, target], staged)
-        waits.append(time.perf_counter() - began - embedding)
+                step("stage_written")
+        step("commit")
+        wait = time.perf_counter() - began - embedding
+        if wait > longest_wait:
+            longest, longest_wait = list(steps), wait
+        waits.append((time.time(), wait))
         inserted.append(str(new_key))
         edited[str(target)] = edit_text
         time.sleep(max(0.0, 1 / WRITES_PER_SEC - (time.perf_counter() - began)))
-    print(json.dumps({"inserted": inserted, "edited": edited, "waits": waits}))
+    print(json.dumps({"inserted": inserted, "edited": edited, "waits": waits, "longest": longest}))
 
 
 def searcher(url: str, stop: Path) -> None:
@@ -127,7 +165,8 @@ def searcher(url: str, stop: Path) -> None:
         try:
             with engine.connect() as conn:
                 model = read_registry(conn, DEFAULT_TARGET).signature
-                probe = embedder_named(model.name, model.dimension).embed_batch([QUERIES[n % len(QUERIES)]])[0]
+                query = QUERIES[n % len(QUERIES)]
+                probe = embedder_named(model.name, model.dimension, APP_THREADS).embed_batch([query])[0]
                 vector_search(conn, probe, 5, model=model)
             answered += 1
         except SearchUnavailable:
@@ -154,17 +193,22 @@ def collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def change(mode: str, engine: sa.Engine, url: str, server: Any, tmp: Path) -> None:
-    minilm = embedder_named(MINILM, 384)
+def change(mode: str, engine: sa.Engine, url: str, server: Any, tmp: Path) -> float | None:
+    """Run the change; returns how long the run itself says writers were locked out."""
+    minilm = embedder_named(MINILM, 384, load_settings().embed_threads)
+    if mode == "none":
+        time.sleep(CONTROL_SECS)
+        return None
     if mode == "atomic":
         with engine.begin() as conn:
-            run_reembed(conn, minilm, ReembedPlan())
+            return run_reembed(conn, minilm, ReembedPlan()).writes_blocked_secs
     elif mode == "batched":
         with engine.connect() as conn:
-            run_reembed(conn, minilm, ReembedPlan(commit_batches=True))
+            return run_reembed(conn, minilm, ReembedPlan(commit_batches=True)).writes_blocked_secs
     elif mode == "swap":
         with engine.connect() as conn:
-            run_reembed(conn, minilm, ReembedPlan(commit_batches=True, concurrent_index=True))
+            plan = ReembedPlan(commit_batches=True, concurrent_index=True)
+            return run_reembed(conn, minilm, plan).writes_blocked_secs
     else:
         with engine.connect() as conn:
             stage(conn, minilm)
@@ -188,6 +232,7 @@ def change(mode: str, engine: sa.Engine, url: str, server: Any, tmp: Path) -> No
         )
         if result.returncode != 0:
             raise RuntimeError(f"psql: {result.stderr}")
+        return None
 
 
 def wrong_space(engine: sa.Engine, reference: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -217,15 +262,22 @@ def lost(engine: sa.Engine, written: dict[str, Any]) -> int:
 def measure(mode: str, server: Any, corpus: list[str], reference: dict[str, np.ndarray], tmp: Path) -> str:
     engine = fresh_database(server, f"writers_{mode}")
     seed(engine, HashEmbedder(256), corpus)
+    with admin(server) as conn:  # the seed's own writes reach the disk before the clock starts
+        conn.execute("CHECKPOINT")
     url = engine.url.render_as_string(hide_password=False)
     stop = tmp / f"stop-{mode}"
     procs = {role: spawn(role, url, stop) for role in ("writer", "searcher")}
+    sampler = WaitSampler(url, procs["writer"].pid) if logging.getLogger().isEnabledFor(logging.INFO) else None
     try:
         time.sleep(3.0)  # both at their pace before the change starts
         began = time.perf_counter()
-        change(mode, engine, url, server, tmp)
+        blocked = change(mode, engine, url, server, tmp)
         elapsed = time.perf_counter() - began
         time.sleep(1.0)
+        if sampler is not None:
+            print(
+                f"{mode}: the writer's backend, sampled every {WaitSampler.EVERY}s: {sampler.stop()}", file=sys.stderr
+            )
     except BaseException:
         for proc in procs.values():
             proc.kill()
@@ -233,16 +285,71 @@ def measure(mode: str, server: Any, corpus: list[str], reference: dict[str, np.n
     finally:
         stop.touch()
     written, searched = collect(procs["writer"]), collect(procs["searcher"])
-    wrong, total = wrong_space(engine, reference)
+    # The control changes nothing: its rows stay in the old model's space.
+    wrong, total = wrong_space(engine, reference) if mode != "none" else ("-", 0)
     engine.dispose()
-    waits = written["waits"]
+    waits = [wait for _, wait in written["waits"]]
+    at, _ = max(written["waits"], key=lambda pair: pair[1])
+    spent = ", ".join(f"{label} {secs:.2f}" for label, secs in written["longest"])
     searches = searched["answered"] + searched["refused"] + searched["failed"]
+    space = f"{wrong}/{total}" if total else "-"
     return (
-        f"{mode:8} change {elapsed:7.1f} s  rows in wrong space {wrong}/{total}  writes lost {lost(engine, written)}  "
-        f"writes/s {len(waits) / (elapsed + 4):5.1f}  longest write wait {max(waits):6.2f} s  "
+        f"{mode:8} change {elapsed:7.1f} s  rows in wrong space {space}  writes lost {lost(engine, written)}  "
+        f"writes/s {len(waits) / (elapsed + 4):5.1f}  longest write wait {max(waits):6.2f} s "
+        f"(at {wall_clock(at)}: {spent}; run's lock held {'-' if blocked is None else f'{blocked:.2f} s'})  "
         f"searches/s {searches / (elapsed + 4):5.1f} (answered {searched['answered']}, refused {searched['refused']}, "
         f"failed {searched['failed']})"
     )
+
+
+class WaitSampler:
+    """What the writer is doing, sampled (with `--log`): its backend from pg_stat_activity
+    (a lock, I/O, WAL, or running) and, while the backend is idle, the writer process's own
+    state from /proc (`R`: running or waiting for a CPU; `S`: asleep)."""
+
+    EVERY = 0.02
+
+    def __init__(self, url: str, pid: int) -> None:
+        self.stat = Path(f"/proc/{pid}/stat")
+        self.counts: dict[str, int] = {}
+        self.streaks: dict[str, int] = {}  # the longest run of consecutive samples in each state
+        self.done = threading.Event()
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        query = sa.text(
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'running') FROM pg_stat_activity "
+            "WHERE application_name = :name AND state = 'active'"
+        )
+        last, streak = "", 0
+        with self.engine.connect() as conn:
+            while not self.done.wait(self.EVERY):
+                what = conn.execute(query, {"name": WRITER_APPLICATION}).scalar() or self._process_state()
+                conn.rollback()
+                self.counts[what] = self.counts.get(what, 0) + 1
+                streak = streak + 1 if what == last else 1
+                last = what
+                self.streaks[what] = max(self.streaks.get(what, 0), streak)
+
+    def _process_state(self) -> str:
+        try:
+            return "client:" + self.stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "client:gone"
+
+    def stop(self) -> str:
+        self.done.set()
+        self.thread.join()
+        self.engine.dispose()
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{what} {n} (longest {self.streaks[what]} in a row)" for what, n in ranked)
+
+
+def wall_clock(at: float) -> str:
+    """`HH:MM:SS.mmm`, as the run's log (`--log`) prints it, to find what a wait overlapped."""
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
 
 
 def reference_vectors(corpus: list[str]) -> dict[str, np.ndarray]:
@@ -261,6 +368,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--log", action="store_true", help="the run's own log (steps, waits) on stderr")
     parser.add_argument("--writer", help=argparse.SUPPRESS)
     parser.add_argument("--searcher", help=argparse.SUPPRESS)
     parser.add_argument("--stop", help=argparse.SUPPRESS)
@@ -271,6 +379,8 @@ def main() -> None:
     if args.searcher:
         searcher(args.searcher, Path(args.stop))
         return
+    if args.log:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S")
     corpus = texts(args.rows)
     rate = f"writer {WRITES_PER_SEC:.0f} tx/s (insert + edit), searcher {SEARCHES_PER_SEC:.0f}/s"
     print(f"rows: {args.rows}  hash-256 -> {MINILM}  {rate}  cpus: {os.cpu_count()}")
@@ -281,8 +391,18 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vestige-bench-writers-") as tmp,
         start_server(Path(tmp) / "pgdata") as server,
     ):
+        if args.log:  # the server says who held a lock a write waited for, and what autovacuum did
+            with admin(server) as conn:
+                conn.execute("ALTER SYSTEM SET log_lock_waits = on")
+                conn.execute("ALTER SYSTEM SET log_autovacuum_min_duration = 0")
+                conn.execute("ALTER SYSTEM SET log_line_prefix = '%m [%p] '")
+                conn.execute("SELECT pg_reload_conf()")
         for mode in args.modes.split(","):
             print(measure(mode, server, corpus, reference, Path(tmp)), flush=True)
+        if args.log:
+            for line in (Path(tmp) / "pgdata" / "log").read_text(errors="replace").splitlines():
+                if any(word in line.lower() for word in ("lock", "autovacuum", "automatic", "cancel")):
+                    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

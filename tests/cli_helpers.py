@@ -14,9 +14,9 @@ BIN = Path(sys.executable).parent
 
 
 def run_tool(
-    tool: str, *args: str, url: str | None, cwd: Path = ROOT, timeout: int = 300
+    tool: str, *args: str, url: str | None, cwd: Path = ROOT, timeout: int = 300, **more_env: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != DATABASE_URL_ENV}
+    env = {k: v for k, v in os.environ.items() if k != DATABASE_URL_ENV} | more_env
     if url is not None:
         env[DATABASE_URL_ENV] = url
     return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)

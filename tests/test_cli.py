@@ -94,6 +94,19 @@ def test_missing_flag_is_a_usage_error() -> None:
     assert "--dimension" in result.stderr
 
 
+def test_zero_threads_is_a_usage_error() -> None:
+    result = run_tool("vestige", "migrate", "stage", "--model", "vestige/hash-64", "--threads", "0", url=None)
+    assert result.returncode == 2
+    assert "--threads: must be at least 1, got 0" in result.stderr
+
+
+def test_a_bad_thread_count_in_the_environment_is_named_before_any_work() -> None:
+    args = ("migrate", "stage", "--model", "vestige/hash-64")
+    result = run_tool("vestige", *args, url=None, VESTIGE_EMBED_THREADS="all")
+    assert result.returncode == 2
+    assert "VESTIGE_EMBED_THREADS must be a whole number of threads" in result.stderr
+
+
 def test_connection_failure_exits_1_without_printing_the_password() -> None:
     unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
     result = run_tool("vestige", "migrate", "status", "--postgres-url", unreachable, url=None)

@@ -12,7 +12,13 @@ import pytest
 
 from vestige_embed import FastembedEmbedder, HashEmbedder, resolve_embedder
 from vestige_embed.embedders.fastembed_model import internal_batches
-from vestige_embed.errors import DimensionMismatchError, ModelIntegrityError, UnknownModelError
+from vestige_embed.errors import (
+    ConfigError,
+    DimensionMismatchError,
+    EmbedderError,
+    ModelIntegrityError,
+    UnknownModelError,
+)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -127,3 +133,34 @@ def test_internal_batches_group_by_length_within_budget() -> None:
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert batches == [[1, 2, 4, 0], [3], [5]]
     assert all(len(b) * max(lengths[i] for i in b) <= 2048 or len(b) == 1 for b in batches)
+
+
+def test_threads_cap_the_models_onnxruntime_session_and_change_no_vector(
+    minilm: FastembedEmbedder, minilm_folder: Path
+) -> None:
+    one = FastembedEmbedder(MINILM, folder=minilm_folder, threads=1)
+    texts = ["a cat sits on the mat", "the stock market fell " * 5]
+    np.testing.assert_allclose(one.embed_batch(texts), minilm.embed_batch(texts), atol=1e-5)
+    session = one._loaded().model.model
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert one.signature() == minilm.signature()
+
+
+def test_threads_below_one_are_refused_before_loading() -> None:
+    with pytest.raises(EmbedderError, match="threads must be 1 or more"):
+        resolve_embedder(MINILM, 384, threads=0)
+
+
+def test_embed_threads_come_from_the_environment() -> None:
+    from vestige_embed.settings.config import load_settings
+
+    assert load_settings(environ={"VESTIGE_EMBED_THREADS": "1"}).embed_threads == 1
+    assert load_settings(environ={"VESTIGE_EMBED_THREADS": ""}).embed_threads is None
+    assert load_settings(environ={}).embed_threads is None
+
+
+def test_a_thread_count_that_is_not_a_number_names_the_variable_and_the_fix() -> None:
+    from vestige_embed.settings.config import load_settings
+
+    with pytest.raises(ConfigError, match=r"VESTIGE_EMBED_THREADS must be a whole number.*got 'two'.*unset it"):
+        load_settings(environ={"VESTIGE_EMBED_THREADS": "two"})

@@ -132,6 +132,33 @@ def test_staging_for_another_model_is_replaced(store: sa.Engine) -> None:
     assert (report.rows_staged, counting.texts) == (ROWS, ROWS)
 
 
+def test_the_staging_table_writes_no_wal(store: sa.Engine) -> None:
+    """Staged vectors are a recomputable cache: UNLOGGED, so staging adds no WAL (and no
+    fsyncs) to the application's commits."""
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+        persistence = conn.execute(
+            sa.text("SELECT relpersistence FROM pg_class WHERE oid = 'knowledge_nodes_embedding_staging'::regclass")
+        ).scalar_one()
+    assert persistence == "u"
+
+
+def test_an_emptied_staging_table_is_staged_again_in_full(store: sa.Engine) -> None:
+    """What a crash leaves of an UNLOGGED table (nothing) only costs a re-stage: every row
+    is stale again and the change embeds it; nothing is applied from the lost vectors."""
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+    with store.begin() as conn:  # what crash recovery does to an unlogged table
+        conn.execute(sa.text("TRUNCATE knowledge_nodes_embedding_staging"))
+    counting = CountingEmbedder(NEW)
+    with store.connect() as conn:
+        report = stage(conn, counting, batch_size=16)
+    assert (report.rows_staged, report.rows_already_fresh, counting.texts) == (ROWS, 0, ROWS)
+    with store.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan())
+    assert_every_row_matches_its_content(store, NEW)
+
+
 # The offline script (`alembic upgrade 0001:0002 --sql`) run with psql.
 
 

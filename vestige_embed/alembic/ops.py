@@ -62,7 +62,10 @@ class ReembedOp(MigrateOperation):
 
 @Operations.implementation_for(ReembedOp)
 def _reembed(operations: Operations, operation: ReembedOp) -> None:
-    embedder = resolve_embedder(operation.model, operation.dimension, models_dir=load_settings().models_dir)
+    settings = load_settings()
+    embedder = resolve_embedder(
+        operation.model, operation.dimension, models_dir=settings.models_dir, threads=settings.embed_threads
+    )
     context = operations.get_context()
     if context.as_sql:
         from vestige_embed.run.offline import offline_reembed_script

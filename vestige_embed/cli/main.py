@@ -17,6 +17,7 @@ from vestige_embed.settings.config import Settings, load_settings, resolve_datab
 from vestige_embed.settings.urls import redact
 
 if TYPE_CHECKING:
+    from vestige_embed.embedders import Embedder
     from vestige_embed.target import Target
 
 log = logging.getLogger("vestige_embed.cli")
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_args(reembed)
     _model_args(reembed, dimension_required=True)
     reembed.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    _threads_arg(reembed)
     reembed.add_argument(
         "--drop-hnsw-first",
         action=argparse.BooleanOptionalAction,
@@ -104,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_args(stage)
     _model_args(stage, dimension_required=False, model_required=False)
     stage.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    _threads_arg(stage)
     stage.add_argument("--drop", action="store_true", help="drop the target's staging table instead (no --model)")
     stage.set_defaults(handler=_stage)
 
@@ -183,6 +186,23 @@ def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool, model_r
     p.add_argument("--dimension", type=_positive, required=dimension_required, help="expected vector size")
 
 
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        help="onnxruntime threads for the model (default: VESTIGE_EMBED_THREADS, else one per core); "
+        "fewer than the cores when the database or the application share the machine",
+    )
+
+
+def _embedder(args: argparse.Namespace, settings: Settings) -> Embedder:
+    """Resolved before connecting: a wrong name or dimension fails before any work."""
+    from vestige_embed.embedders import resolve_embedder
+
+    threads = args.threads or settings.embed_threads
+    return resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir, threads=threads)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(database_url=getattr(args, "postgres_url", None), ini_url=_ini_url(args.config))
 
@@ -209,7 +229,6 @@ def _emit_json(value: Any) -> None:
 
 def _reembed(args: argparse.Namespace) -> int:
     from vestige_embed.cli.banner import warn_and_wait
-    from vestige_embed.embedders import resolve_embedder
     from vestige_embed.run.engine import dry_run_reembed, run_reembed
     from vestige_embed.run.plan import ReembedPlan
     from vestige_embed.run.progress import progress_for
@@ -218,7 +237,7 @@ def _reembed(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     target = _target(args)
-    embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)  # before connecting
+    embedder = _embedder(args, settings)
     plan = ReembedPlan(
         batch_size=args.batch_size,
         drop_hnsw_first=args.drop_hnsw_first,
@@ -249,7 +268,6 @@ def _reembed(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace) -> int:
-    from vestige_embed.embedders import resolve_embedder
     from vestige_embed.run.progress import progress_for
     from vestige_embed.run.staging import drop_staging, stage
 
@@ -262,7 +280,7 @@ def _stage(args: argparse.Namespace) -> int:
             drop_staging(conn, target)
         print(f"dropped the staging table of {target.describe()} (if there was one)")
         return EXIT_OK
-    embedder = resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir)
+    embedder = _embedder(args, settings)
     with _engine(settings, args.lock_timeout).connect() as conn:
         report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
     print(report.summary_line())

@@ -22,14 +22,17 @@ def known_models() -> list[str]:
     return [f"{HASH_PREFIX}<1..{HASH_MAX_DIMENSION}>", *sorted(supported_models())]
 
 
-def resolve_embedder(name: str, dimension: int | None = None, *, models_dir: Path | None = None) -> Embedder:
+def resolve_embedder(
+    name: str, dimension: int | None = None, *, models_dir: Path | None = None, threads: int | None = None
+) -> Embedder:
     """The embedder called `name`; fails before any work if `dimension` is given and differs.
 
     Models load lazily, so resolving is cheap and validates names and dimensions up front.
     `models_dir` is the folder of model sub-folders (the surfaces pass the configured one);
-    without it fastembed's own download cache is used.
+    without it fastembed's own download cache is used. `threads` caps a model's
+    onnxruntime threads (None: one per core); the hashing embedder ignores it.
     """
-    embedder = _build(name, models_dir)
+    embedder = _build(name, models_dir, threads)
     if dimension is not None and dimension != embedder.dimension:
         raise DimensionMismatchError(
             f"embedder '{name}' produces dimension {embedder.dimension}, --dimension was {dimension}"
@@ -37,13 +40,13 @@ def resolve_embedder(name: str, dimension: int | None = None, *, models_dir: Pat
     return embedder
 
 
-def _build(name: str, models_dir: Path | None) -> Embedder:
+def _build(name: str, models_dir: Path | None, threads: int | None) -> Embedder:
     if name.startswith(HASH_PREFIX):
         size = name.removeprefix(HASH_PREFIX)
         # Strict: `hash-064` is not another spelling of `hash-64` (names are signatures).
         if size.isdigit() and not size.startswith("0") and int(size) <= HASH_MAX_DIMENSION:
             return HashEmbedder(int(size))
     elif name in supported_models():
-        return FastembedEmbedder(name, models_dir=models_dir)
+        return FastembedEmbedder(name, models_dir=models_dir, threads=threads)
     shown = name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + f"... ({len(name)} characters)"
     raise UnknownModelError(f"unknown embedder model '{shown}'. Known: {', '.join(known_models())}")

@@ -71,9 +71,14 @@ def _weights_sha256(path: Path, model_file: str) -> str:
 class FastembedEmbedder:
     """A fastembed `TextEmbedding`, loaded on first use, identified by the sha256 of its weights."""
 
-    def __init__(self, name: str, *, folder: Path | None = None, models_dir: Path | None = None) -> None:
+    def __init__(
+        self, name: str, *, folder: Path | None = None, models_dir: Path | None = None, threads: int | None = None
+    ) -> None:
         description = model_description(name)
+        if threads is not None and threads < 1:
+            raise EmbedderError(f"threads must be 1 or more (got {threads}); leave it unset for onnxruntime's default")
         self._name = name
+        self._threads = threads
         self._dimension = int(description["dim"])
         self._model_file = str(description["model_file"])
         self._folder = folder if folder is not None else self._from_models_dir(models_dir)
@@ -116,11 +121,12 @@ class FastembedEmbedder:
                     f"{self._folder} does not hold {self._name} (needs {self._model_file} and tokenizer.json)"
                 )
             _weights_sha256(self._folder.resolve(), self._model_file)
-        log.info("loading %s from %s", self._name, self.source)
+        threads = "onnxruntime's default" if self._threads is None else str(self._threads)
+        log.info("loading %s from %s (threads: %s)", self._name, self.source, threads)
         try:
             if self._folder is not None:
-                return TextEmbedding(self._name, specific_model_path=str(self._folder))
-            return TextEmbedding(self._name)
+                return TextEmbedding(self._name, specific_model_path=str(self._folder), threads=self._threads)
+            return TextEmbedding(self._name, threads=self._threads)
         except Exception as e:
             raise EmbedderError(
                 f"could not load {self._name} from {self.source}: {e}. Offline? Run `make models` "

@@ -7,6 +7,11 @@ model's and its content hash matches the row's current content; a run applies fr
 vectors with one set-based UPDATE and embeds only the rest. Staging reads key-paged,
 one short transaction per batch, and commits every batch: the application keeps
 reading and writing, and an interrupted run resumes where it stopped.
+
+The staging table is UNLOGGED: staged vectors can always be computed again, so staging
+writes no WAL: no fsyncs added to the application's commits, no lag added to replicas.
+After a server crash or on a promoted standby it is empty; the freshness check then finds
+every row stale, and staging starts again.
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ COPY_PAGE_BATCHES = 2
 
 
 def lock_out_writers(run: Run) -> None:
-    """Writers wait (readers do not) until the transaction ends; a second run waits too."""
-    run.conn.execute(run.st.lock())
+    """Writers wait (readers do not) until the transaction ends; a second run waits too.
+    Writers queue behind the request while it waits, so their wait is counted from it."""
     run.clock.writes_blocked()
+    run.conn.execute(run.st.lock())
 
 
 def open_window(run: Run) -> None:

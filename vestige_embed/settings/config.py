@@ -17,6 +17,7 @@ from vestige_embed.settings.urls import normalize_url
 DATABASE_URL_ENV = "VESTIGE_DATABASE_URL"
 PGDATA_ENV = "VESTIGE_PGDATA"
 MODELS_DIR_ENV = "VESTIGE_MODELS_DIR"
+EMBED_THREADS_ENV = "VESTIGE_EMBED_THREADS"
 STATE_DIR = Path(".vestige")
 DEFAULT_PGDATA = STATE_DIR / "pgdata"
 DEFAULT_MODELS_DIR = STATE_DIR / "models"
@@ -27,11 +28,14 @@ class Settings:
     """Where the database and the model files are.
 
     `database_url` is None when no server was named: the embedded server is used.
+    `embed_threads` caps a model's onnxruntime threads (None: one per core); on a machine
+    that also runs the database or the application, fewer threads go faster.
     """
 
     database_url: str | None
     pgdata: Path
     models_dir: Path
+    embed_threads: int | None = None
 
 
 def load_settings(
@@ -52,7 +56,20 @@ def load_settings(
         database_url=normalize_url(url) if url else None,
         pgdata=Path(env.get(PGDATA_ENV) or DEFAULT_PGDATA).absolute(),
         models_dir=Path(env.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).absolute(),
+        embed_threads=parse_threads(env.get(EMBED_THREADS_ENV), EMBED_THREADS_ENV),
     )
+
+
+def parse_threads(value: str | None, source: str) -> int | None:
+    """A thread count from the environment or a flag; empty means onnxruntime's default."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"{source} must be a whole number of threads, 1 or more (got '{value}'); unset it for one thread per core"
+        )
+    return int(text)
 
 
 def resolve_database_url(settings: Settings) -> str:

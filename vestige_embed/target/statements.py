@@ -241,6 +241,9 @@ class Statements:
             sa.Column("dimension", sa.Integer, nullable=False),
             sa.Column("model_hash", sa.Text, nullable=False),
             schema=target.schema,
+            # A cache of recomputable vectors: no WAL, so staging adds no fsyncs to the
+            # application's commits; a server crash empties it and a rerun stages again.
+            prefixes=["UNLOGGED"],
         )
 
     # Names and expressions.
