@@ -132,7 +132,7 @@ def test_staging_for_another_model_is_replaced(store: sa.Engine) -> None:
     assert (report.rows_staged, counting.texts) == (ROWS, ROWS)
 
 
-def test_the_staging_table_writes_no_wal(store: sa.Engine) -> None:
+def test_the_staging_table_is_unlogged(store: sa.Engine) -> None:
     """Staged vectors are a recomputable cache: UNLOGGED, so staging adds no WAL (and no
     fsyncs) to the application's commits."""
     with store.connect() as conn:

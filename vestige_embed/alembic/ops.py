@@ -55,7 +55,8 @@ class ReembedOp(MigrateOperation):
         ``op.reembed(model=..., dimension=..., table="documents", key="doc_id",
         content="title || ' ' || body", embedding="emb", storage="halfvec",
         distance="inner_product")``. Plan options: `batch_size`, `drop_hnsw_first`,
-        `concurrent_index`.
+        `concurrent_index`. The model's threads belong to the machine that runs the
+        upgrade, not to the revision: `VESTIGE_EMBED_THREADS`.
         """
         operations.invoke(cls(model, dimension, **kw))
 

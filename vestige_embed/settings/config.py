@@ -29,7 +29,7 @@ class Settings:
 
     `database_url` is None when no server was named: the embedded server is used.
     `embed_threads` caps a model's onnxruntime threads (None: one per core); on a machine
-    that also runs the database or the application, fewer threads go faster.
+    that also runs the database or the application, fewer threads leave them CPU.
     """
 
     database_url: str | None
@@ -61,7 +61,7 @@ def load_settings(
 
 
 def parse_threads(value: str | None, source: str) -> int | None:
-    """A thread count from the environment or a flag; empty means onnxruntime's default."""
+    """A thread count from the environment (`source` names it); empty means onnxruntime's default."""
     if value is None or not value.strip():
         return None
     text = value.strip()
