@@ -30,8 +30,8 @@ from tests.helpers import (
     staged_rows,
     stored_vectors,
 )
-from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
-from vestige_embed.target import ModelState
+from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage, stage_written
+from vestige_embed.target import DEFAULT_TARGET, ModelState
 
 OLD, NEW = HashEmbedder(256), HashEmbedder(128)
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -157,6 +157,21 @@ def test_an_emptied_staging_table_is_staged_again_in_full(store: sa.Engine) -> N
     with store.begin() as conn:
         run_reembed(conn, NEW, ReembedPlan())
     assert_every_row_matches_its_content(store, NEW)
+
+
+def test_stage_written_reads_the_catalog_once_per_connection(store: sa.Engine) -> None:
+    """Applications stage in every write transaction: after the first, one statement each."""
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+        keys = list(conn.execute(sa.text("SELECT id FROM knowledge_nodes ORDER BY id LIMIT 2")).scalars())
+        statements: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        for _ in range(2):
+            statements.clear()
+            stage_written(conn, DEFAULT_TARGET, NEW.signature(), keys, NEW.embed_batch(["a", "b"]))
+            conn.commit()
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("INSERT INTO knowledge_nodes_embedding_staging")
 
 
 # The offline script (`alembic upgrade 0001:0002 --sql`) run with psql.

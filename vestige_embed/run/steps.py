@@ -271,25 +271,25 @@ def prebuild_next_column(run: Run) -> int:
 def _copy_staged_in_pages(run: Run) -> int:
     """Key range by key range (autocommit: each its own transaction)."""
     st, column = run.st, run.target.next_embedding
-    copied, after, size = 0, None, run.plan.batch_size * COPY_PAGE_BATCHES
+    copied, skip = 0, run.plan.batch_size * COPY_PAGE_BATCHES - 1
+    bounds: dict[str, object] = {}  # `after` once past the first page, `upto` unless the last
     while True:
-        first = after is None
-        params: dict[str, object] = {"skip": size - 1} if first else {"skip": size - 1, "after": after}
-        upto = run.conn.execute(st.key_page_end(first=first), params).scalar()
+        first = "after" not in bounds
+        upto = run.conn.execute(st.key_page_end(first=first), {"skip": skip, **bounds}).scalar()
+        if upto is not None:
+            bounds["upto"] = upto
         page = st.copy_staged_page(run.signature, column, first=first, last=upto is None)
-        params = {k: v for k, v in {"after": after, "upto": upto}.items() if v is not None}
-        copied += int(run.conn.execute(page, params).rowcount)
+        copied += int(run.conn.execute(page, bounds).rowcount)
         if upto is None:
             return copied
-        after = upto
+        bounds = {"after": upto}
 
 
 def catch_up_before_lock(run: Run) -> None:
-    """What was written while the index was built, before the lock: the locked catch-up is
-    then only what is written in the last moments, and writers wait for that alone."""
+    """What was written while the index was built, before the lock: staged (rows the
+    writers did not stage themselves), then copied with what the writers staged, in one
+    pass. The locked catch-up is then only the last moments' writes."""
     with run.autocommit_block(), run.session_settings(run.transaction_settings()):
-        with run.clock.step("data_pass"):
-            _copy_staged_in_pages(run)
         stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
         with run.clock.step("data_pass"):
             _copy_staged_in_pages(run)

@@ -22,6 +22,7 @@ written with the vector of a model the registry no longer names.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,8 +53,22 @@ def pending_model(conn: Connection, target: Target = DEFAULT_TARGET) -> ModelSig
     return ModelSignature(row[0], row[1], row[2])
 
 
+#: Targets checked against the catalog, per driver connection: applications stage in every
+#: write transaction, and re-reading the catalog each time cost five round trips. A key
+#: column whose type changed under a live connection makes the write fail, never lie.
+_CHECKED: weakref.WeakKeyDictionary[Any, dict[Target, Statements]] = weakref.WeakKeyDictionary()
+
+
+def _statements(conn: Connection, target: Target) -> Statements:
+    driver = conn.connection.driver_connection
+    checked = _CHECKED.setdefault(driver, {})
+    if target not in checked:
+        checked[target] = Statements(catalog.resolve_target(conn, target))
+    return checked[target]
+
+
 def stage_written(
     conn: Connection, target: Target, signature: ModelSignature, keys: Sequence[Any], vectors: Matrix
 ) -> None:
     """Stage vectors of `signature` for rows this transaction wrote (after writing them)."""
-    StagedRowsWriter(conn, Statements(catalog.resolve_target(conn, target)), signature)(list(keys), vectors)
+    StagedRowsWriter(conn, _statements(conn, target), signature)(list(keys), vectors)
