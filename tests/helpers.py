@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,13 @@ STORE = Statements(DEFAULT_TARGET.with_key_type(KeyType.UUID))
 
 
 class CountingEmbedder:
-    """Wraps an embedder and counts calls and texts (the no-op and resume tests read them)."""
+    """Wraps an embedder and counts calls and texts (the no-op, resume and dedupe tests read them)."""
 
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.calls = 0
         self.texts = 0
+        self.seen: Counter[str] = Counter()
 
     @property
     def name(self) -> str:
@@ -48,6 +50,7 @@ class CountingEmbedder:
     def embed_batch(self, texts: Sequence[str]) -> Matrix:
         self.calls += 1
         self.texts += len(texts)
+        self.seen.update(texts)
         return self.inner.embed_batch(texts)
 
 
@@ -155,3 +158,20 @@ def run_psql(postgresql: psycopg.Connection[Any], script: Path) -> subprocess.Co
         text=True,
         timeout=300,
     )
+
+
+def autocommit_block(conn: sa.Connection):  # type: ignore[no-untyped-def]
+    """What Alembic's autocommit_block() does online: commit, run in AUTOCOMMIT, begin again."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def block():  # type: ignore[no-untyped-def]
+        conn.commit()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+        finally:
+            conn.commit()
+            conn.execution_options(isolation_level="READ COMMITTED")
+
+    return block

@@ -70,6 +70,16 @@ def test_reembed_prints_banner_batches_and_report(base_schema: sa.Engine, db_url
     assert (registry.signature, registry.state) == (HashEmbedder(64).signature(), ModelState.READY)
 
 
+@pytest.mark.parametrize(("flags", "strategy"), [((), "staged_swap"), (("--no-prebuild-index",), "in_place")])
+def test_reembed_builds_the_index_before_the_window_unless_told_not_to(
+    base_schema: sa.Engine, db_url: str, flags: tuple[str, ...], strategy: str
+) -> None:
+    seeded(base_schema, 20)
+    result = run_tool("vestige", "migrate", "reembed", *HASH64, *flags, "--no-confirm", "--json", url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["strategy"] == strategy
+
+
 def test_wrong_dimension_fails_before_connecting() -> None:
     unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
     result = run_tool(

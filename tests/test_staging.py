@@ -19,6 +19,7 @@ from tests.conftest import MODELS_DIR, ROOT
 from tests.helpers import (
     STORE,
     CountingEmbedder,
+    autocommit_block,
     column_typmod,
     index_definition,
     index_validity,
@@ -333,7 +334,7 @@ def test_staged_swap_with_prebuilt_index_has_a_short_window(store: sa.Engine, mo
         if mode == "batched":
             report = run_reembed(conn, counting, plan)
         else:
-            report = run_reembed(conn, counting, plan, autocommit_block=_autocommit_block(conn))
+            report = run_reembed(conn, counting, plan, autocommit_block=autocommit_block(conn))
             conn.commit()
     assert counting.texts == 2  # the run stages the two rows changed since `stage`, then swaps
     assert report.rows_from_staging == ROWS + 1
@@ -348,23 +349,6 @@ def test_staged_swap_with_prebuilt_index_has_a_short_window(store: sa.Engine, mo
         assert registry_of(conn).signature == NEW.signature()
         columns = conn.execute(sa.text("SELECT attname FROM pg_attribute WHERE attrelid = 'knowledge_nodes'::regclass"))
         assert "embedding_next" not in columns.scalars().all()
-
-
-def _autocommit_block(conn: sa.Connection):  # type: ignore[no-untyped-def]
-    """What Alembic's autocommit_block() does online: commit, run in AUTOCOMMIT, begin again."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def block():  # type: ignore[no-untyped-def]
-        conn.commit()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            yield
-        finally:
-            conn.commit()
-            conn.execution_options(isolation_level="READ COMMITTED")
-
-    return block
 
 
 def test_vectors_staged_for_another_model_survive_a_change(store: sa.Engine) -> None:

@@ -8,6 +8,7 @@ Alembic compiles itself.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
@@ -55,8 +56,10 @@ class ReembedOp(MigrateOperation):
         ``op.reembed(model=..., dimension=..., table="documents", key="doc_id",
         content="title || ' ' || body", embedding="emb", storage="halfvec",
         distance="inner_product")``. Plan options: `batch_size`, `drop_hnsw_first`,
-        `concurrent_index`. The model's threads belong to the machine that runs the
-        upgrade, not to the revision: `VESTIGE_EMBED_THREADS`.
+        `concurrent_index`. When staging covers the store, the new column and its index
+        are built before the window whatever the revision says, unless the operator sets
+        `VESTIGE_EMBED_PREBUILD_INDEX=0`. The model's threads belong to the machine that
+        runs the upgrade, not to the revision: `VESTIGE_EMBED_THREADS`.
         """
         operations.invoke(cls(model, dimension, **kw))
 
@@ -67,11 +70,12 @@ def _reembed(operations: Operations, operation: ReembedOp) -> None:
     embedder = resolve_embedder(
         operation.model, operation.dimension, models_dir=settings.models_dir, threads=settings.embed_threads
     )
+    plan = replace(operation.plan, prebuild_index=settings.prebuild_index)
     context = operations.get_context()
     if context.as_sql:
         from vestige_embed.run.offline import offline_reembed_script
 
-        for statement in offline_reembed_script(operation.target, embedder.signature(), operation.plan):
+        for statement in offline_reembed_script(operation.target, embedder.signature(), plan):
             operations.execute(statement)
         return
     from vestige_embed.run.progress import progress_for
@@ -79,7 +83,7 @@ def _reembed(operations: Operations, operation: ReembedOp) -> None:
     run_reembed(
         operations.get_bind(),
         embedder,
-        operation.plan,
+        plan,
         target=operation.target,
         autocommit_block=context.autocommit_block,
         progress=progress_for("reembed"),

@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         help="drop the HNSW index before writing (default; forced on a dimension change)",
     )
     reembed.add_argument("--concurrent-index", action="store_true", help="rebuild with CREATE INDEX CONCURRENTLY")
+    reembed.add_argument(
+        "--prebuild-index",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the new column and its index before the window, while search is served (default; "
+        "--no-prebuild-index builds it inside the window, writers waiting; env VESTIGE_EMBED_PREBUILD_INDEX=0)",
+    )
     reembed.add_argument("--dry-run", action="store_true", help="print what would happen; write nothing")
     reembed.add_argument("--json", action="store_true", help="print the summary or report as JSON on stdout")
     reembed.add_argument("--no-confirm", action="store_true", help="skip the 5-second Ctrl-C window")
@@ -242,6 +249,7 @@ def _reembed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         drop_hnsw_first=args.drop_hnsw_first,
         concurrent_index=args.concurrent_index,
+        prebuild_index=settings.prebuild_index if args.prebuild_index is None else args.prebuild_index,
         commit_batches=True,
         lock_timeout=args.lock_timeout,
     )

@@ -19,9 +19,16 @@ Operator's guide
 7. update the registry: new model, state `ready`;
 8. return a `ReembedReport`.
 
+Each distinct content is embedded once per run: the in-transaction pass reads in content
+order, staging looks up vectors it already holds for the same content.
+
 The strategy (in place, new column, staged swap) is chosen once per run. The staged
-swap is taken when the plan asks for a concurrent index and fresh staged vectors exist:
-the new column and its index are built before the window, which is then catalog-only.
+swap (the new column and its index built before the window, which is then catalog-only)
+is taken when the plan asks for a concurrent index, and by default whenever staging
+covers the store: batched runs (they stage everything first), and atomic runs with an
+autocommit block (Alembic's) on a store `vestige migrate stage` has covered. Otherwise
+the run logs what its window holds and why; `prebuild_index=False` (or
+`VESTIGE_EMBED_PREBUILD_INDEX=0`) keeps the index build inside the window.
 
 Never mixed
 -----------
@@ -39,10 +46,11 @@ column type, index and registry are exactly as before.
 Batched mode (`commit_batches=True`, what `vestige migrate reembed` uses): the new vectors
 are first staged, key-paged, one short transaction per batch (logged as
 `reembed: wrote batch N (M rows)`), while search is served from the old vectors; rows
-written meanwhile are staged again in up to three more passes. Then one transaction
-takes the lock, applies the staged vectors, embeds what was written since (the
-catch-up), and does steps 5-7. A failure while staging leaves the store as it was;
-re-running embeds only what is not staged yet.
+written meanwhile are staged again in up to three more passes. Then (by default) the
+staged swap below; with `prebuild_index=False`, one transaction takes the lock, applies
+the staged vectors, embeds what was written since (the catch-up), and does steps 5-7.
+A failure while staging leaves the store as it was; re-running embeds only what is not
+staged yet.
 
 `concurrent_index=True` stages the same way, then fills a new column and builds its
 index CONCURRENTLY while search is served, and swaps in a catalog-only window. A
@@ -56,6 +64,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
@@ -113,6 +122,9 @@ def run_reembed(
         )
     block = autocommit_block or (lambda: _own_autocommit_block(conn))
     run = Run(conn, embedder, plan, target, current, progress or NoProgress(), block)
+    if _prebuilds(run, can_commit=plan.commit_batches or autocommit_block is not None):
+        plan = replace(plan, concurrent_index=True)
+        run = replace(run, plan=plan)
     steps.refuse_invalid_index(run)
     log.info(
         "reembed: %s: %s -> %s (%s)",
@@ -138,6 +150,37 @@ def run_reembed(
         raise
     log.info("reembed: done (%s): %s", report.strategy, report.summary_line())
     return report
+
+
+def _prebuilds(run: Run, *, can_commit: bool) -> bool:
+    """Whether a plan without `concurrent_index` still takes the staged swap: when staging
+    covers the store (batched runs stage everything first), unless the plan says not to.
+    Otherwise says what the window will hold, and why."""
+    plan = run.plan
+    if plan.concurrent_index or not plan.use_staged:
+        return False
+    if not plan.prebuild_index:
+        log.info("reembed: prebuild_index is off: the HNSW index is built inside the window, writers waiting")
+        return False
+    if plan.commit_batches:
+        return True
+    unstaged, rows = steps.unstaged_rows(run)
+    if unstaged <= plan.batch_size and can_commit and rows:
+        log.info("reembed: staging covers %d of %d rows: index built before the window", rows - unstaged, rows)
+        return True
+    why = (
+        f"{unstaged} of {rows} rows have no fresh staged vector"
+        if unstaged > plan.batch_size
+        else "this atomic run has no autocommit block for CREATE INDEX CONCURRENTLY"
+    )
+    log.info(
+        "reembed: the window embeds %d rows and builds the HNSW index over %d while writers wait (%s); "
+        "`vestige migrate stage` beforehand, from an Alembic revision or with commit_batches, makes it seconds",
+        unstaged,
+        rows,
+        why,
+    )
+    return False
 
 
 def _rewrite(run: Run) -> ReembedReport:

@@ -1,4 +1,4 @@
-"""The data pass: embed batch k+1 while batch k is written.
+"""The data pass: embed batch k+1 while batch k is written, each distinct text once.
 
 At most two batches are alive (one embedding, one being written). The embedder runs in
 a worker thread; numpy and onnxruntime release the GIL, so the two overlap.
@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.errors import ReembedError
@@ -20,6 +22,9 @@ from vestige_embed.run.reader import Batch
 log = logging.getLogger("vestige_embed.reembed")
 
 Writer = Callable[[Batch, Matrix], int]
+Vector = npt.NDArray[np.float32]
+#: Vectors the database already holds for some of a batch's texts (staging: by content hash).
+Lookup = Callable[[Batch], dict[str, Vector]]
 #: A vector shorter than this has no direction: cosine distance to it is undefined.
 MIN_NORM = 1e-6
 
@@ -42,6 +47,16 @@ def check_vectors(embedder: Embedder, vectors: Matrix, count: int) -> Matrix:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class _Todo:
+    """A batch on its way: the distinct texts sent to the embedder, and what it reuses."""
+
+    batch: Batch
+    texts: list[str]
+    known: dict[str, Vector]
+    future: Future[Matrix] | None
+
+
 def run_pipeline(
     batches: Iterable[Batch],
     embedder: Embedder,
@@ -50,29 +65,59 @@ def run_pipeline(
     progress: Progress,
     on_batch: Callable[[], None] | None = None,
     label: str = "reembed",
+    stored: Lookup | None = None,
 ) -> int:
-    """Embed and write every batch; returns the rows written. `on_batch` runs after each write."""
+    """Embed and write every batch; returns the rows written. `on_batch` runs after each write.
+
+    Each distinct text is embedded once: texts repeated within a batch, or met in either of
+    the two batches before it, reuse that vector; `stored` (staging) finds vectors already
+    in the database by content hash. Readers that sort by content bring every repeat next
+    to its first, so dedupe is complete while memory holds two batches.
+    """
     written = 0
     number = 0
+    embedded = 0
+    last: dict[str, Vector] = {}  # texts -> vectors of the batch finished last
 
-    def finish(batch: Batch, future: Future[Matrix]) -> None:
-        nonlocal written, number
-        vectors = check_vectors(embedder, future.result(), len(batch.keys))
-        count = write(batch, vectors)
+    def prepare(batch: Batch, pending: Batch | None) -> _Todo:
+        nonlocal embedded
+        known = {t: last[t] for t in batch.texts if t in last}
+        if stored is not None:
+            known.update(stored(batch))
+        later = set(pending.texts) if pending is not None else set()
+        texts = [t for t in dict.fromkeys(batch.texts) if t not in known and t not in later]
+        embedded += len(texts)
+        return _Todo(batch, texts, known, pool.submit(embedder.embed_batch, texts) if texts else None)
+
+    def finish(todo: _Todo) -> None:
+        nonlocal written, number, last
+        batch = todo.batch
+        fresh = (
+            check_vectors(embedder, todo.future.result(), len(todo.texts))
+            if todo.future is not None
+            else np.empty((0, embedder.dimension), dtype=np.float32)
+        )
+        vectors = {**last, **todo.known, **dict(zip(todo.texts, fresh, strict=True))}
+        # No repeats (the usual batch): the embedder's matrix is already in row order.
+        matrix = fresh if len(todo.texts) == len(batch.texts) else np.stack([vectors[t] for t in batch.texts])
+        count = write(batch, matrix)
         if on_batch is not None:
             on_batch()
+        last = {t: vectors[t] for t in batch.texts}
         number += 1
         written += count
         log.info("%s: wrote batch %d (%d rows)", label, number, count)
         progress.advance(len(batch.keys))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vestige-embed") as pool:
-        pending: tuple[Batch, Future[Matrix]] | None = None
+        pending: _Todo | None = None
         for batch in batches:
-            future = pool.submit(embedder.embed_batch, batch.texts)
+            todo = prepare(batch, pending.batch if pending is not None else None)
             if pending is not None:
-                finish(*pending)
-            pending = (batch, future)
+                finish(pending)
+            pending = todo
         if pending is not None:
-            finish(*pending)
+            finish(pending)
+    if embedded < written:
+        log.info("%s: %d rows written from %d embeddings (repeated contents embedded once)", label, written, embedded)
     return written

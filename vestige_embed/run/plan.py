@@ -32,6 +32,9 @@ class ReembedPlan:
     - `lock_timeout`: how long DDL waits for the table before failing (PostgreSQL syntax).
     - `maintenance_work_mem_mb`: None sizes it from rows x dimension, up to the cap.
     - `use_staged`: take fresh vectors from the staging table when there are any.
+    - `prebuild_index`: when fresh staged vectors cover the store, build the new column
+      and its HNSW index before the window (CONCURRENTLY), even where `concurrent_index`
+      is False, so the window is seconds; False builds the index inside the window.
     """
 
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -44,6 +47,7 @@ class ReembedPlan:
     maintenance_work_mem_cap_mb: int = DEFAULT_BUILD_MEMORY_CAP_MB
     max_parallel_maintenance_workers: int = DEFAULT_BUILD_WORKERS
     use_staged: bool = True
+    prebuild_index: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

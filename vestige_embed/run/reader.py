@@ -1,7 +1,7 @@
 """Rows to embed, a batch at a time, in key order.
 
 Two readers: a server-side cursor inside the run's own transaction (under its table
-lock), and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
+lock), in content order, and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
 for passes that run while the application works: no snapshot outlives a batch, so
 vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
 """
@@ -41,8 +41,9 @@ def stream_batches(
     *,
     with_hash: bool = False,
 ) -> Iterator[Batch]:
-    """In the caller's transaction; memory stays bounded: one batch of rows at a time."""
-    query = st.rows(where, with_hash=with_hash).execution_options(yield_per=batch_size)
+    """In the caller's transaction; memory stays bounded: one batch of rows at a time.
+    Ordered by content, so the pipeline embeds each repeated content once."""
+    query = st.rows(where, with_hash=with_hash, by_content=True).execution_options(yield_per=batch_size)
     with conn.execute(query) as result:
         for rows in result.partitions():
             yield _batch(rows, with_hash)

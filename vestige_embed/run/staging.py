@@ -20,19 +20,21 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder, Matrix
-from vestige_embed.run.pipeline import run_pipeline
+from vestige_embed.run.pipeline import Lookup, Vector, run_pipeline
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.run.reader import Batch, page_batches
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import find_registry
 from vestige_embed.store.run_lock import run_lock
 from vestige_embed.store.transactions import commit
+from vestige_embed.store.vector_io import BytesArray
 from vestige_embed.store.writes import StagingWriter
-from vestige_embed.target import DEFAULT_TARGET, Statements, Target
+from vestige_embed.target import DEFAULT_TARGET, ModelSignature, Statements, Target
 
 log = logging.getLogger("vestige_embed.stage")
 
@@ -80,7 +82,8 @@ def stage_pass(
 ) -> tuple[int, int]:
     """One pass over the rows without a fresh staged vector: (rows staged, rows already fresh)."""
     signature = embedder.signature()
-    conn.execute(st.create_staging())
+    for statement in st.create_staging():
+        conn.execute(statement)
     # Writers following the write contract stage their rows for this model from now on.
     if find_registry(conn, st.target) is not None:
         conn.execute(st.set_staged_model(signature))
@@ -109,11 +112,29 @@ def stage_pass(
 
     try:
         staged = run_pipeline(
-            page_batches(conn, st, batch_size, stale, with_hash=True), embedder, write, progress=progress, label=label
+            page_batches(conn, st, batch_size, stale, with_hash=True),
+            embedder,
+            write,
+            progress=progress,
+            label=label,
+            stored=_staged_by_content(conn, st, signature),
         )
     finally:
         progress.finish()
     return staged, already
+
+
+def _staged_by_content(conn: Connection, st: Statements, signature: ModelSignature) -> Lookup:
+    """Vectors staged earlier (by this pass or another) for the batch's contents: a content
+    repeated anywhere in the store is embedded once."""
+    query = st.staged_by_content(signature)
+
+    def lookup(batch: Batch) -> dict[str, Vector]:
+        rows = conn.execute(query, {"hashes": BytesArray(batch.hashes)}).all()
+        found = {bytes(digest): np.asarray(vector, dtype=np.float32) for digest, vector in rows if vector is not None}
+        return {text: found[digest] for text, digest in zip(batch.texts, batch.hashes, strict=True) if digest in found}
+
+    return lookup
 
 
 def stage_ahead(

@@ -55,6 +55,14 @@ def stage_first(run: Run) -> None:
         stage_ahead(run.conn, run.st, run.embedder, run.plan.batch_size, run.progress, "reembed")
 
 
+def unstaged_rows(run: Run) -> tuple[int, int]:
+    """(rows without a fresh staged vector for the run's model, rows)."""
+    rows = catalog.count(run.conn, run.st.count_rows())
+    if not catalog.staging_exists(run.conn, run.st):
+        return rows, rows
+    return catalog.count(run.conn, run.st.count_rows(sa.not_(run.st.fresh_staged(run.signature)))), rows
+
+
 def choose_strategy(run: Run) -> Strategy:
     """Chosen once, from the plan and the catalog (the staged swap is chosen before this)."""
     found = catalog.column_type(run.conn, run.st)

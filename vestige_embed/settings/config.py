@@ -18,6 +18,7 @@ DATABASE_URL_ENV = "VESTIGE_DATABASE_URL"
 PGDATA_ENV = "VESTIGE_PGDATA"
 MODELS_DIR_ENV = "VESTIGE_MODELS_DIR"
 EMBED_THREADS_ENV = "VESTIGE_EMBED_THREADS"
+PREBUILD_INDEX_ENV = "VESTIGE_EMBED_PREBUILD_INDEX"
 STATE_DIR = Path(".vestige")
 DEFAULT_PGDATA = STATE_DIR / "pgdata"
 DEFAULT_MODELS_DIR = STATE_DIR / "models"
@@ -30,12 +31,15 @@ class Settings:
     `database_url` is None when no server was named: the embedded server is used.
     `embed_threads` caps a model's onnxruntime threads (None: one per core); on a machine
     that also runs the database or the application, fewer threads leave them CPU.
+    `prebuild_index` False keeps the index build inside the window even when staging
+    covers the store (the operator's word over a revision's).
     """
 
     database_url: str | None
     pgdata: Path
     models_dir: Path
     embed_threads: int | None = None
+    prebuild_index: bool = True
 
 
 def load_settings(
@@ -57,7 +61,21 @@ def load_settings(
         pgdata=Path(env.get(PGDATA_ENV) or DEFAULT_PGDATA).absolute(),
         models_dir=Path(env.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).absolute(),
         embed_threads=parse_threads(env.get(EMBED_THREADS_ENV), EMBED_THREADS_ENV),
+        prebuild_index=parse_switch(env.get(PREBUILD_INDEX_ENV), PREBUILD_INDEX_ENV, default=True),
     )
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_switch(value: str | None, source: str, *, default: bool) -> bool:
+    """On or off from the environment (`source` names it); unset or empty means `default`."""
+    if value is None or not value.strip():
+        return default
+    try:
+        return _SWITCH[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{source} must be 1 or 0 (also true/false, yes/no, on/off), got '{value}'") from None
 
 
 def parse_threads(value: str | None, source: str) -> int | None:

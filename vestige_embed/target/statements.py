@@ -240,6 +240,7 @@ class Statements:
             sa.Column("model_name", sa.Text, nullable=False),
             sa.Column("dimension", sa.Integer, nullable=False),
             sa.Column("model_hash", sa.Text, nullable=False),
+            sa.Index(target.staging_content_index, "content_sha256"),
             schema=target.schema,
             # A cache of recomputable vectors: no WAL, so staging adds no fsyncs to the
             # application's commits; a server crash empties it and a rerun stages again.
@@ -453,13 +454,16 @@ class Statements:
         query = self.rows(sa.and_(*both) if both else None, with_hash=with_hash)
         return query.limit(sa.bindparam("size", type_=sa.Integer))
 
-    def rows(self, where: sa.ColumnElement[bool] | None = None, *, with_hash: bool = False) -> sa.Select[Any]:
+    def rows(
+        self, where: sa.ColumnElement[bool] | None = None, *, with_hash: bool = False, by_content: bool = False
+    ) -> sa.Select[Any]:
         """`(key, content[, content_sha256])` in key order: what a data pass embeds (staging
-        keeps the hash of what it embedded)."""
+        keeps the hash of what it embedded). `by_content` orders by content hash instead:
+        repeated contents arrive together, so each is embedded once."""
         columns: list[sa.ColumnElement[Any]] = [self.key, self.content.label("content")]
         if with_hash:
             columns.append(self.content_hash.label("content_sha256"))
-        query = sa.select(*columns).order_by(self.key)
+        query = sa.select(*columns).order_by(*((self.content_hash,) if by_content else ()), self.key)
         return query if where is None else query.where(where)
 
     def write_vectors(self, column: str | None = None) -> sa.Update:
@@ -477,8 +481,10 @@ class Statements:
     def staging_exists(self) -> sa.Select[Any]:
         return relation_exists(self.relation(self.target.staging_table))
 
-    def create_staging(self) -> CreateTable:
-        return CreateTable(self.staging, if_not_exists=True)
+    def create_staging(self) -> list[sa.Executable]:
+        """The staging table and its content-hash index (added to tables staged before it)."""
+        (index,) = self.staging.indexes
+        return [CreateTable(self.staging, if_not_exists=True), CreateIndex(index, if_not_exists=True)]
 
     def drop_staging(self) -> DropTable:
         return DropTable(self.staging, if_exists=True)
@@ -523,6 +529,21 @@ class Statements:
         if not last:
             update = update.where(self.key <= sa.bindparam("upto"))
         return update
+
+    def staged_by_content(self, signature: ModelSignature) -> sa.Select[Any]:
+        """`(hash, vector or NULL)` for each content hash in `:hashes`: one vector staged for
+        `signature` (as `real[]`, whatever the storage), which rows repeating it reuse."""
+        s = self.staging.c
+        hashes = (
+            sa.func.unnest(sa.bindparam("hashes", type_=PassThrough())).table_valued("digest").render_derived(name="h")
+        )
+        vector = (
+            sa.select(sa.cast(s.staged_vector, postgresql.ARRAY(sa.REAL)))
+            .where(self.staged_for(signature), s.content_sha256 == hashes.c.digest)
+            .limit(1)
+            .scalar_subquery()
+        )
+        return sa.select(hashes.c.digest, vector)
 
     def stage_vectors(self, signature: ModelSignature) -> sa.Insert:
         """Upsert `(:keys, :vectors, :hashes)` as vectors of `signature`, skipping rows whose

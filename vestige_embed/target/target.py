@@ -143,6 +143,11 @@ class Target:
         """Vectors precomputed for this target by `vestige migrate stage`."""
         return bounded_name(self.table_name, self.embedding, "staging")
 
+    @property
+    def staging_content_index(self) -> str:
+        """Staged vectors by content hash: a repeated content is embedded once."""
+        return bounded_name(self.staging_table, "content", "idx")
+
     def describe(self) -> str:
         return f"{self.table}.{self.embedding}"
 
