@@ -21,6 +21,8 @@ from vestige_embed import HashEmbedder
 from vestige_embed.cli.banner import BANNER
 from vestige_embed.target import ModelState
 
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
 HASH256 = ["--model", "vestige/hash-256", "--dimension", "256"]
 HASH64 = ["--model", "vestige/hash-64", "--dimension", "64"]
 
@@ -97,6 +99,15 @@ def test_wrong_dimension_fails_before_connecting() -> None:
     )
     assert result.returncode == 2
     assert "embedder 'vestige/hash-64' produces dimension 64, --dimension was 768" in result.stderr
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(), reason="has CUDA")
+def test_a_gpu_asked_for_on_a_cpu_onnxruntime_fails_before_connecting() -> None:
+    unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
+    result = run_tool("vestige", "migrate", "stage", "--model", MINILM, "--device", "cuda", url=unreachable)
+    assert result.returncode == 2
+    assert "device 'cuda' asked for, but this onnxruntime has no CUDAExecutionProvider" in result.stderr
+    assert "Install onnxruntime-gpu" in result.stderr
 
 
 def test_missing_flag_is_a_usage_error() -> None:

@@ -164,3 +164,29 @@ def test_a_thread_count_that_is_not_a_number_names_the_variable_and_the_fix() ->
 
     with pytest.raises(ConfigError, match=r"VESTIGE_EMBED_THREADS must be a whole number.*got 'two'.*unset it"):
         load_settings(environ={"VESTIGE_EMBED_THREADS": "two"})
+
+
+def test_cpu_device_runs_the_model_on_the_cpu_provider(minilm_folder: Path) -> None:
+    cpu = FastembedEmbedder(MINILM, folder=minilm_folder, device="cpu")
+    assert cpu.embed_batch(["a cat sits on the mat"]).shape == (1, 384)
+    assert cpu._loaded().model.model.get_providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(), reason="has CUDA")
+def test_cuda_asked_for_without_a_cuda_onnxruntime_is_refused_before_loading() -> None:
+    with pytest.raises(EmbedderError, match=r"device 'cuda' asked for.*Install onnxruntime-gpu"):
+        resolve_embedder(MINILM, 384, device="cuda")
+
+
+def test_an_unknown_device_is_refused_before_loading() -> None:
+    with pytest.raises(EmbedderError, match=r"device must be one of auto, cpu, cuda \(got 'tpu'\)"):
+        resolve_embedder(MINILM, 384, device="tpu")
+
+
+def test_embed_device_comes_from_the_environment() -> None:
+    from vestige_embed.settings.config import load_settings
+
+    assert load_settings(environ={"VESTIGE_EMBED_DEVICE": "CPU"}).embed_device == "cpu"
+    assert load_settings(environ={}).embed_device is None
+    with pytest.raises(ConfigError, match=r"VESTIGE_EMBED_DEVICE must be one of auto, cpu, cuda \(got 'gpu'\)"):
+        load_settings(environ={"VESTIGE_EMBED_DEVICE": "gpu"})

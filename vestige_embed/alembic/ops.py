@@ -35,6 +35,8 @@ class ReembedOp(MigrateOperation):
         batch_size: int = DEFAULT_BATCH_SIZE,
         drop_hnsw_first: bool = True,
         concurrent_index: bool = False,
+        threads: int | None = None,
+        device: str | None = None,
         **target: Any,
     ) -> None:
         unknown = set(target) - set(TARGET_FIELDS)
@@ -42,6 +44,8 @@ class ReembedOp(MigrateOperation):
             raise TypeError(f"op.reembed() got unexpected keyword(s): {', '.join(sorted(unknown))}")
         self.model = model
         self.dimension = dimension
+        self.threads = threads
+        self.device = device
         self.target = Target(**target)
         self.plan = ReembedPlan(
             batch_size=batch_size, drop_hnsw_first=drop_hnsw_first, concurrent_index=concurrent_index
@@ -58,8 +62,9 @@ class ReembedOp(MigrateOperation):
         distance="inner_product")``. Plan options: `batch_size`, `drop_hnsw_first`,
         `concurrent_index`. When staging covers the store, the new column and its index
         are built before the window whatever the revision says, unless the operator sets
-        `VESTIGE_EMBED_PREBUILD_INDEX=0`. The model's threads belong to the machine that
-        runs the upgrade, not to the revision: `VESTIGE_EMBED_THREADS`.
+        `VESTIGE_EMBED_PREBUILD_INDEX=0`. `threads` and `device` (`auto`, `cpu`, `cuda`)
+        configure the model; the machine that runs the upgrade has the last word
+        (`VESTIGE_EMBED_THREADS`, `VESTIGE_EMBED_DEVICE`).
         """
         operations.invoke(cls(model, dimension, **kw))
 
@@ -68,7 +73,11 @@ class ReembedOp(MigrateOperation):
 def _reembed(operations: Operations, operation: ReembedOp) -> None:
     settings = load_settings()
     embedder = resolve_embedder(
-        operation.model, operation.dimension, models_dir=settings.models_dir, threads=settings.embed_threads
+        operation.model,
+        operation.dimension,
+        models_dir=settings.models_dir,
+        threads=settings.embed_threads or operation.threads,
+        device=settings.embed_device or operation.device or "auto",
     )
     plan = replace(operation.plan, prebuild_index=settings.prebuild_index)
     context = operations.get_context()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
-from vestige_embed.settings.config import Settings, load_settings, resolve_database_url
+from vestige_embed.settings.config import EMBED_DEVICES, Settings, load_settings, resolve_database_url
 from vestige_embed.settings.urls import redact
 
 if TYPE_CHECKING:
@@ -198,7 +198,12 @@ def _threads_arg(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=_positive,
         help="onnxruntime threads for the model (default: VESTIGE_EMBED_THREADS, else one per core); "
-        "fewer than the cores when the database or the application share the machine",
+        "1 when other work keeps the machine's cores busy",
+    )
+    p.add_argument(
+        "--device",
+        choices=EMBED_DEVICES,
+        help="where the model runs (default: VESTIGE_EMBED_DEVICE, else auto: CUDA when onnxruntime has it)",
     )
 
 
@@ -207,7 +212,8 @@ def _embedder(args: argparse.Namespace, settings: Settings) -> Embedder:
     from vestige_embed.embedders import resolve_embedder
 
     threads = args.threads or settings.embed_threads
-    return resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir, threads=threads)
+    device = args.device or settings.embed_device or "auto"
+    return resolve_embedder(args.model, args.dimension, models_dir=settings.models_dir, threads=threads, device=device)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -23,16 +23,22 @@ def known_models() -> list[str]:
 
 
 def resolve_embedder(
-    name: str, dimension: int | None = None, *, models_dir: Path | None = None, threads: int | None = None
+    name: str,
+    dimension: int | None = None,
+    *,
+    models_dir: Path | None = None,
+    threads: int | None = None,
+    device: str = "auto",
 ) -> Embedder:
     """The embedder called `name`; fails before any work if `dimension` is given and differs.
 
     Models load lazily, so resolving is cheap and validates names and dimensions up front.
     `models_dir` is the folder of model sub-folders (the surfaces pass the configured one);
     without it fastembed's own download cache is used. `threads` caps a model's
-    onnxruntime threads (None: one per core); the hashing embedder ignores it.
+    onnxruntime threads (None: one per core) and `device` says where it runs (`auto`,
+    `cpu`, `cuda`); the hashing embedder ignores both.
     """
-    embedder = _build(name, models_dir, threads)
+    embedder = _build(name, models_dir, threads, device)
     if dimension is not None and dimension != embedder.dimension:
         raise DimensionMismatchError(
             f"embedder '{name}' produces dimension {embedder.dimension}, --dimension was {dimension}"
@@ -40,13 +46,13 @@ def resolve_embedder(
     return embedder
 
 
-def _build(name: str, models_dir: Path | None, threads: int | None) -> Embedder:
+def _build(name: str, models_dir: Path | None, threads: int | None, device: str) -> Embedder:
     if name.startswith(HASH_PREFIX):
         size = name.removeprefix(HASH_PREFIX)
         # Strict: `hash-064` is not another spelling of `hash-64` (names are signatures).
         if size.isdigit() and not size.startswith("0") and int(size) <= HASH_MAX_DIMENSION:
             return HashEmbedder(int(size))
     elif name in supported_models():
-        return FastembedEmbedder(name, models_dir=models_dir, threads=threads)
+        return FastembedEmbedder(name, models_dir=models_dir, threads=threads, device=device)
     shown = name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + f"... ({len(name)} characters)"
     raise UnknownModelError(f"unknown embedder model '{shown}'. Known: {', '.join(known_models())}")

@@ -23,6 +23,7 @@ import numpy as np
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.embedders.model_files import folder_name, holds_model, verified_sha256
 from vestige_embed.errors import EmbedderError, ModelIntegrityError, UnknownModelError
+from vestige_embed.settings.config import EMBED_DEVICES
 from vestige_embed.target.signature import ModelSignature
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 #: MiniLM: 200-char texts run fastest at 8 per batch, 40-char texts at 32-64.
 CHAR_BUDGET = 2048
 MAX_INTERNAL_BATCH = 64
+_CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 @functools.cache
@@ -62,6 +64,18 @@ def internal_batches(lengths: Sequence[int]) -> Iterator[list[int]]:
         yield batch
 
 
+def _require_cuda() -> None:
+    """fastembed would only warn and run on the CPU: an operator who asked for the GPU is told."""
+    import onnxruntime
+
+    found = onnxruntime.get_available_providers()
+    if _CUDA_PROVIDER not in found:
+        raise EmbedderError(
+            f"device 'cuda' asked for, but this onnxruntime has no {_CUDA_PROVIDER} (it has {', '.join(found)}). "
+            "Install onnxruntime-gpu in place of onnxruntime, or use device 'cpu' (or 'auto')"
+        )
+
+
 @functools.cache
 def _weights_sha256(path: Path, model_file: str) -> str:
     """Hash the loaded weights once per process (MiniLM: ~90 MB, ~0.2 s)."""
@@ -72,13 +86,24 @@ class FastembedEmbedder:
     """A fastembed `TextEmbedding`, loaded on first use, identified by the sha256 of its weights."""
 
     def __init__(
-        self, name: str, *, folder: Path | None = None, models_dir: Path | None = None, threads: int | None = None
+        self,
+        name: str,
+        *,
+        folder: Path | None = None,
+        models_dir: Path | None = None,
+        threads: int | None = None,
+        device: str = "auto",
     ) -> None:
         description = model_description(name)
         if threads is not None and threads < 1:
             raise EmbedderError(f"threads must be 1 or more (got {threads}); leave it unset for onnxruntime's default")
+        if device not in EMBED_DEVICES:
+            raise EmbedderError(f"device must be one of {', '.join(EMBED_DEVICES)} (got '{device}')")
+        if device == "cuda":
+            _require_cuda()
         self._name = name
         self._threads = threads
+        self._device = device
         self._dimension = int(description["dim"])
         self._model_file = str(description["model_file"])
         self._folder = folder if folder is not None else self._from_models_dir(models_dir)
@@ -121,12 +146,15 @@ class FastembedEmbedder:
                     f"{self._folder} does not hold {self._name} (needs {self._model_file} and tokenizer.json)"
                 )
             _weights_sha256(self._folder.resolve(), self._model_file)
-        threads = "onnxruntime's default" if self._threads is None else str(self._threads)
-        log.info("loading %s from %s (threads: %s)", self._name, self.source, threads)
+        options: dict[str, Any] = {"threads": self._threads}
+        if self._device != "auto":
+            options["cuda"] = self._device == "cuda"
+        if self._folder is not None:
+            options["specific_model_path"] = str(self._folder)
+        threads = "one per core" if self._threads is None else str(self._threads)
+        log.info("loading %s from %s (threads: %s, device: %s)", self._name, self.source, threads, self._device)
         try:
-            if self._folder is not None:
-                return TextEmbedding(self._name, specific_model_path=str(self._folder), threads=self._threads)
-            return TextEmbedding(self._name, threads=self._threads)
+            return TextEmbedding(self._name, **options)
         except Exception as e:
             raise EmbedderError(
                 f"could not load {self._name} from {self.source}: {e}. Offline? Run `make models` "

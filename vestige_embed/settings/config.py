@@ -19,6 +19,9 @@ PGDATA_ENV = "VESTIGE_PGDATA"
 MODELS_DIR_ENV = "VESTIGE_MODELS_DIR"
 EMBED_THREADS_ENV = "VESTIGE_EMBED_THREADS"
 PREBUILD_INDEX_ENV = "VESTIGE_EMBED_PREBUILD_INDEX"
+EMBED_DEVICE_ENV = "VESTIGE_EMBED_DEVICE"
+#: Where a model runs (the fastembed adapter's choices; `auto`: CUDA when onnxruntime has it).
+EMBED_DEVICES = ("auto", "cpu", "cuda")
 STATE_DIR = Path(".vestige")
 DEFAULT_PGDATA = STATE_DIR / "pgdata"
 DEFAULT_MODELS_DIR = STATE_DIR / "models"
@@ -31,6 +34,7 @@ class Settings:
     `database_url` is None when no server was named: the embedded server is used.
     `embed_threads` caps a model's onnxruntime threads (None: one per core); on a machine
     that also runs the database or the application, fewer threads leave them CPU.
+    `embed_device` (`auto`, `cpu`, `cuda`) is where it runs; None leaves it to the revision or `auto`.
     `prebuild_index` False keeps the index build inside the window even when staging
     covers the store (the operator's word over a revision's).
     """
@@ -39,6 +43,7 @@ class Settings:
     pgdata: Path
     models_dir: Path
     embed_threads: int | None = None
+    embed_device: str | None = None
     prebuild_index: bool = True
 
 
@@ -61,8 +66,19 @@ def load_settings(
         pgdata=Path(env.get(PGDATA_ENV) or DEFAULT_PGDATA).absolute(),
         models_dir=Path(env.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).absolute(),
         embed_threads=parse_threads(env.get(EMBED_THREADS_ENV), EMBED_THREADS_ENV),
+        embed_device=parse_device(env.get(EMBED_DEVICE_ENV), EMBED_DEVICE_ENV),
         prebuild_index=parse_switch(env.get(PREBUILD_INDEX_ENV), PREBUILD_INDEX_ENV, default=True),
     )
+
+
+def parse_device(value: str | None, source: str) -> str | None:
+    """A device name from the environment (`source` names it); empty means not set."""
+    if value is None or not value.strip():
+        return None
+    device = value.strip().lower()
+    if device not in EMBED_DEVICES:
+        raise ConfigError(f"{source} must be one of {', '.join(EMBED_DEVICES)} (got '{value}')")
+    return device
 
 
 _SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
