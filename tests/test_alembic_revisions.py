@@ -133,3 +133,16 @@ def test_a_revision_message_never_breaks_the_file(project: Path, message: str) -
     history = run_tool("alembic", "history", url=None, cwd=project)
     assert history.returncode == 0, history.stderr
     assert " ".join(message.split()) in history.stdout
+
+
+def test_the_machines_environment_configures_the_revisions_model_over_the_revision() -> None:
+    from vestige_embed.alembic.ops import ReembedOp, embedder_for
+    from vestige_embed.settings.config import load_settings
+
+    operation = ReembedOp(MINILM, 384, threads=2, device="cpu")
+    from_revision = embedder_for(operation, load_settings(environ={}))
+    from_machine = embedder_for(
+        operation, load_settings(environ={"VESTIGE_EMBED_THREADS": "1", "VESTIGE_EMBED_DEVICE": "auto"})
+    )
+    assert (from_revision._threads, from_revision._device) == (2, "cpu")  # type: ignore[attr-defined]
+    assert (from_machine._threads, from_machine._device) == (1, "auto")  # type: ignore[attr-defined]

@@ -13,10 +13,10 @@ from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
 
-from vestige_embed.embedders import resolve_embedder
+from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.run.engine import run_reembed
 from vestige_embed.run.plan import DEFAULT_BATCH_SIZE, ReembedPlan
-from vestige_embed.settings.config import load_settings
+from vestige_embed.settings.config import Settings, load_settings
 from vestige_embed.target import Target
 
 #: `op.reembed` keywords that describe the target (the rest describe the plan).
@@ -69,16 +69,21 @@ class ReembedOp(MigrateOperation):
         operations.invoke(cls(model, dimension, **kw))
 
 
-@Operations.implementation_for(ReembedOp)
-def _reembed(operations: Operations, operation: ReembedOp) -> None:
-    settings = load_settings()
-    embedder = resolve_embedder(
+def embedder_for(operation: ReembedOp, settings: Settings) -> Embedder:
+    """The revision's model, configured by the revision, the machine's environment first."""
+    return resolve_embedder(
         operation.model,
         operation.dimension,
         models_dir=settings.models_dir,
         threads=settings.embed_threads or operation.threads,
         device=settings.embed_device or operation.device or "auto",
     )
+
+
+@Operations.implementation_for(ReembedOp)
+def _reembed(operations: Operations, operation: ReembedOp) -> None:
+    settings = load_settings()
+    embedder = embedder_for(operation, settings)
     plan = replace(operation.plan, prebuild_index=settings.prebuild_index)
     context = operations.get_context()
     if context.as_sql:
