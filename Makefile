@@ -11,8 +11,11 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 OFFLINE := HF_HUB_OFFLINE=1
 # What every target needs first; the tests set DEPS= to run targets in their own venv.
 DEPS ?= $(STAMP)
+REPEATS ?= 3
+PEERS ?= .venv-peers
+PEER_PACKAGES := langchain-postgres
 
-.PHONY: venv models demo test lint upgrade downgrade sql status stage revision reembed bench clean
+.PHONY: venv models demo test lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
 
 # Installation talks on stderr only, so `make sql > change.sql` holds nothing but SQL.
 $(STAMP): pyproject.toml
@@ -68,10 +71,24 @@ reembed: models
 	@test -n "$(MODEL)" -a -n "$(DIM)" || (echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2)
 	@$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
 
+# Every figure the median of 3 alternating rounds (REPEATS=n for more); tens of minutes.
 bench: models
-	$(PY) scripts/bench_embedders.py
-	$(PY) scripts/bench_engine.py
-	$(PY) scripts/bench_window.py
+	$(PY) scripts/bench_embedders.py --repeats $(REPEATS)
+	$(PY) scripts/bench_engine.py --repeats $(REPEATS)
+	$(PY) scripts/bench_window.py --repeats $(REPEATS)
+
+# The same figures at small sizes: under 3 minutes.
+bench-quick: models
+	$(PY) scripts/bench_embedders.py --quick --repeats $(REPEATS)
+	$(PY) scripts/bench_engine.py --quick --repeats $(REPEATS)
+	$(PY) scripts/bench_window.py --rows 1000 --repeats $(REPEATS)
+
+# vestige-embed next to what teams otherwise write (a per-row ORM script, LangChain's
+# PGVector), in a virtual environment of their own.
+bench-peers: models
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	@$(PEERS)/bin/python -m pip install --quiet -e . $(PEER_PACKAGES) >&2
+	$(OFFLINE) $(PEERS)/bin/python scripts/bench_peers.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,14 @@ def fresh_database(server: Any, name: str) -> sa.Engine:
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
+def copy_database(server: Any, template: str, name: str) -> sa.Engine:
+    """A fresh copy of `template` (CREATE DATABASE ... TEMPLATE): each sample starts from the same state."""
+    with admin(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return sa.create_engine(server_url(server, name).render_as_string(hide_password=False), poolclass=sa.pool.NullPool)
+
+
 def seed(engine: sa.Engine, embedder: Embedder, contents: list[str]) -> list[uuid.UUID]:
     """Put the store on `embedder` and insert `contents` with its vectors."""
     ids = [uuid.uuid4() for _ in contents]

@@ -1,28 +1,37 @@
-"""Embedder throughput: the fastembed adapter next to plain fastembed, and the hashing embedder.
+"""Embedder throughput, each figure the median of alternating rounds in fresh processes.
 
-For all-MiniLM-L6-v2 (the offline folder `make models` assembles) at caller batch sizes
-32/128/512, and for vestige/hash-256, on short texts (~10 tokens, "memory number 17
-talks about rust and async") and on ~200-character texts. Each configuration runs in a
-fresh process, so its peak RSS is its own.
+- the fastembed adapter next to plain fastembed (all-MiniLM-L6-v2, the offline folder
+  `make models` assembles) at caller batch sizes 32/128/512, on short texts (~10 tokens,
+  "memory number 17 talks about rust and async") and on ~200-character texts;
+- the adapter's onnxruntime threads: one against one per core, on an idle machine and
+  with every core kept busy by another process (what chose the default, see README);
+- vestige/hash-256 at the same batch sizes.
 
-Run: `make bench` or `.venv/bin/python scripts/bench_embedders.py [--quick]`.
+Each measurement runs in a fresh process, so its peak RSS is its own.
+Run: `make bench` (or `make bench-quick`), or
+`.venv/bin/python scripts/bench_embedders.py [--quick] [--repeats N]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _bench_common import peak_rss_mb
+from _bench_stats import DEFAULT_REPEATS, alternate
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCHES = (32, 128, 512)
@@ -52,18 +61,19 @@ def long_texts(n: int, chars: int = 200) -> list[str]:
 
 
 def child(impl: str, texts_kind: str, batch: int, count: int) -> None:
-    """One measurement in this (fresh) process; prints a JSON line."""
+    """One measurement in this (fresh) process; prints a JSON line. `adapter-1`: one thread."""
     texts = short_texts(count) if texts_kind == "short" else long_texts(count)
     if impl == "hash":
         from vestige_embed import HashEmbedder
 
         embedder = HashEmbedder(256)
         embed = embedder.embed_batch
-    elif impl == "adapter":
+    elif impl.startswith("adapter"):
         from vestige_embed import resolve_embedder
         from vestige_embed.settings.config import load_settings
 
-        adapter = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
+        threads = int(impl.removeprefix("adapter-")) if impl != "adapter" else None
+        adapter = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir, threads=threads)
         embed = adapter.embed_batch
     else:
         from fastembed import TextEmbedding
@@ -98,9 +108,29 @@ def measure(impl: str, texts_kind: str, batch: int, count: int) -> dict[str, flo
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextmanager
+def every_core_busy() -> Iterator[None]:
+    """One spinning process per core: the machine an application (or a database) keeps busy."""
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(os.cpu_count() or 1)]
+    for p in spinners:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in spinners:
+            p.kill()
+            p.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one batch size (make bench-quick)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="rounds per figure (default 3)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -108,20 +138,53 @@ def main() -> None:
         child(impl, kind, int(batch), int(count))
         return
     counts = {"short": 256, "long": 128} if args.quick else {"short": 1536, "long": 768}
+    batches = (128,) if args.quick else BATCHES
     hash_count = 2_000 if args.quick else 20_000
-    print(f"cpus: {os.cpu_count()}; texts: short ~45 chars (~10 tokens), long 200 chars")
-    print(f"{'embedder':28} {'texts':6} {'batch':>5} {'texts/s':>9} {'peak RSS MB':>12}")
+    rss: dict[str, float] = {}
+
+    def rate(impl: str, kind: str, batch: int, count: int) -> float:
+        found = measure(impl, kind, batch, count)
+        rss[impl] = max(rss.get(impl, 0.0), found["peak_mb"])
+        return found["rate"]
+
+    print(f"cpus: {os.cpu_count()}  repeats: {args.repeats}  texts: short ~45 chars (~10 tokens), long 200 chars")
+    print("median texts/s [lowest .. highest]; peak RSS is the highest seen")
     for kind in ("short", "long"):
-        for batch in BATCHES:
-            rows = {impl: measure(impl, kind, batch, counts[kind]) for impl in ("plain", "adapter")}
-            for impl, label in (("plain", "plain fastembed MiniLM"), ("adapter", "FastembedEmbedder MiniLM")):
-                r = rows[impl]
-                print(f"{label:28} {kind:6} {batch:5d} {r['rate']:9.1f} {r['peak_mb']:12.0f}")
-            ratio = rows["adapter"]["rate"] / rows["plain"]["rate"]
-            print(f"{'  adapter / plain':28} {kind:6} {batch:5d} {ratio:9.2f}  {'PASS' if ratio >= 0.95 else 'FAIL'}")
-        for batch in BATCHES:
-            r = measure("hash", kind, batch, hash_count)
-            print(f"{'HashEmbedder hash-256':28} {kind:6} {batch:5d} {r['rate']:9.0f} {r['peak_mb']:12.0f}")
+        for batch in batches:
+            print(f"\n{kind} texts, caller batch {batch}:")
+            figures = alternate(
+                {
+                    "plain fastembed MiniLM": partial(rate, "plain", kind, batch, counts[kind]),
+                    "FastembedEmbedder MiniLM": partial(rate, "adapter", kind, batch, counts[kind]),
+                },
+                args.repeats,
+                "texts/s",
+            )
+            for figure in figures.values():
+                print(figure.line(1))
+            ratio = figures["FastembedEmbedder MiniLM"].median / figures["plain fastembed MiniLM"].median
+            print(f"  adapter / plain: {ratio:.2f} ({'PASS' if ratio >= 0.95 else 'FAIL'}, target >= 0.95)")
+    print(f"\nonnxruntime threads, FastembedEmbedder MiniLM, long texts, batch 128 (cpus: {os.cpu_count()}):")
+    for label, load in (("idle machine", None), ("every core busy", every_core_busy)):
+        with load() if load else nullcontext():
+            figures = alternate(
+                {
+                    f"{label}, one per core (default)": lambda: rate("adapter", "long", 128, counts["long"]),
+                    f"{label}, threads=1": lambda: rate("adapter-1", "long", 128, counts["long"]),
+                },
+                args.repeats,
+                "texts/s",
+            )
+        for figure in figures.values():
+            print(figure.line(1))
+    print(f"\nvestige/hash-256, {hash_count} texts:")
+    for kind in ("short", "long"):
+        for batch in batches:
+            figure = alternate(
+                {f"{kind}, batch {batch}": partial(rate, "hash", kind, batch, hash_count)}, args.repeats, "texts/s"
+            )
+            print(figure[f"{kind}, batch {batch}"].line())
+    print("\npeak RSS (MB): " + ", ".join(f"{impl} {mb:.0f}" for impl, mb in sorted(rss.items())))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """An application writing and searching during each mode of a model change, measured.
 
-For each mode (atomic `alembic upgrade`, batched `vestige migrate reembed`, staged swap
-with a prebuilt index, the offline script through psql), on a fresh database of N rows
+For each mode (atomic `alembic upgrade` with nothing staged; `vestige migrate reembed`
+with its defaults (`batched`: it stages, then builds the new column and index before a
+catalog-only window); the same with `--concurrent-index` (`swap`); `vestige migrate stage`
+then `alembic upgrade` (`staged`: the revision's default path on a store staging covers);
+the offline script through psql), on a fresh database of N rows
 (stdlib docstrings) moving from vestige/hash-256 to all-MiniLM-L6-v2, and a control
 (`none`: no change, the same writer and searcher for two minutes):
 
@@ -17,7 +20,8 @@ embedding), searches/s answered, refused and failed. With `--log`: the run's own
 what the writer's backend waited on (sampled from pg_stat_activity: a lock, the WAL's
 fsync, the CPU), and the server's lock-wait and autovacuum lines.
 
-Run: `.venv/bin/python scripts/bench_writers.py [--rows 20000] [--modes none,atomic,batched,swap,offline] [--log]`.
+Run: `.venv/bin/python scripts/bench_writers.py [--rows 20000] [--modes MODE,...] [--log]`
+(modes: none, atomic, batched, swap, staged, offline; all by default).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,7 +70,7 @@ from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import DEFAULT_TARGET
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-MODES = ("none", "atomic", "batched", "swap", "offline")
+MODES = ("none", "atomic", "batched", "swap", "staged", "offline")
 #: The control: how long the writer and searcher run with no change, to show what the
 #: machine's own disk and CPU make a write wait.
 CONTROL_SECS = 120.0
@@ -209,6 +214,19 @@ def change(mode: str, engine: sa.Engine, url: str, server: Any, tmp: Path) -> fl
         with engine.connect() as conn:
             plan = ReembedPlan(commit_batches=True, concurrent_index=True)
             return run_reembed(conn, minilm, plan).writes_blocked_secs
+    elif mode == "staged":
+        with engine.connect() as conn:
+            stage(conn, minilm)
+        env = {**os.environ, "VESTIGE_DATABASE_URL": url}
+        alembic = Path(sys.executable).parent / "alembic"
+        upgrade = subprocess.run(
+            [str(alembic), "upgrade", "0002"], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+        )
+        held = re.search(r"reembed: window ([0-9.]+) s .*, writers held ([0-9.]+) s", upgrade.stderr)
+        if held is None:
+            raise RuntimeError(f"alembic upgrade printed no window line: {upgrade.stderr[-2000:]}")
+        print(f"  staged: alembic upgrade's window {held[1]} s, writers held {held[2]} s", flush=True)
+        return float(held[2])
     else:
         with engine.connect() as conn:
             stage(conn, minilm)

@@ -149,6 +149,9 @@ def run_reembed(
             conn.rollback()
         raise
     log.info("reembed: done (%s): %s", report.strategy, report.summary_line())
+    log.info(
+        "reembed: window %.2f s (search blocked), writers held %.2f s", report.window_secs, report.writes_blocked_secs
+    )
     return report
 
 
