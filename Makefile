@@ -11,11 +11,15 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 OFFLINE := HF_HUB_OFFLINE=1
 # What every target needs first; the tests set DEPS= to run targets in their own venv.
 DEPS ?= $(STAMP)
+.DEFAULT_GOAL := help
 REPEATS ?= 3
 PEERS ?= .venv-peers
 PEER_PACKAGES := langchain-postgres
 
-.PHONY: venv models demo test lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 14
+
+.PHONY: help usage-stage usage-revision usage-reembed venv models demo test lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
 
 # Installation talks on stderr only, so `make sql > change.sql` holds nothing but SQL.
 $(STAMP): pyproject.toml
@@ -29,66 +33,73 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-venv: $(DEPS)
+venv: $(DEPS) ## create .venv and install vestige-embed with its dev tools
 
-models: $(DEPS)
+models: $(DEPS) ## assemble the offline all-MiniLM-L6-v2 folder in .vestige/models
 	@$(BIN)/vestige models >&2
 
-demo: models
+demo: models ## the whole job on the embedded PostgreSQL (first thing to run)
 	$(OFFLINE) $(BIN)/vestige demo
 
-test: models
+test: models ## the test suite (embedded PostgreSQL + pgvector, real MiniLM, offline)
 	$(OFFLINE) $(PY) -m pytest
 
-lint: $(DEPS)
+lint: $(DEPS) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-upgrade: models
+upgrade: models ## alembic upgrade head
 	@$(BIN)/alembic upgrade head
 
 # One revision back, or to TO (a revision id).
-downgrade: models
+downgrade: models ## one revision back, or to TO=rev
 	@$(BIN)/alembic downgrade $(or $(TO),-1)
 
 # The offline script (stdout) from FROM (default: the database's start) to TO (default head).
-sql: models
+sql: models ## the offline script on stdout, FROM=rev TO=rev (default: the database's to head)
 	@$(BIN)/alembic upgrade $(if $(FROM),$(FROM):)$(or $(TO),head) --sql
 
-status: $(DEPS)
+status: $(DEPS) ## vestige migrate status
 	@$(BIN)/vestige migrate status
 
-stage: models
-	@test -n "$(MODEL)" || (echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2)
+# A target missing its variables stops before any other work (install, models).
+stage: $(if $(MODEL),models,usage-stage) ## vestige migrate stage MODEL=name [DIM=n]
 	@$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
 
-revision: $(DEPS)
-	@test -n "$(MODEL)" || (echo "usage: make revision MODEL=name [DIM=n] [MESSAGE=text]" >&2; exit 2)
+revision: $(if $(MODEL),$(DEPS),usage-revision) ## vestige migrate revision MODEL=name [DIM=n] [MESSAGE=text]
 	@$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(MESSAGE),-m "$(MESSAGE)")
 
-reembed: models
-	@test -n "$(MODEL)" -a -n "$(DIM)" || (echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2)
+reembed: $(if $(and $(MODEL),$(DIM)),models,usage-reembed) ## vestige migrate reembed MODEL=name DIM=n [ARGS=--no-confirm]
 	@$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
 
+usage-stage:
+	@echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2
+usage-revision:
+	@echo "usage: make revision MODEL=name [DIM=n] [MESSAGE=text]" >&2; exit 2
+usage-reembed:
+	@echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2
+
 # Every figure the median of 3 alternating rounds (REPEATS=n for more); tens of minutes.
-bench: models
+bench: models ## every benchmark, medians of REPEATS (3) alternating rounds; tens of minutes
+	$(PY) scripts/bench_startup.py
 	$(PY) scripts/bench_embedders.py --repeats $(REPEATS)
 	$(PY) scripts/bench_engine.py --repeats $(REPEATS)
 	$(PY) scripts/bench_window.py --repeats $(REPEATS)
 
 # The same figures at small sizes: under 3 minutes.
-bench-quick: models
+bench-quick: models ## the same figures at small sizes, under 3 minutes
+	$(PY) scripts/bench_startup.py
 	$(PY) scripts/bench_embedders.py --quick --repeats $(REPEATS)
 	$(PY) scripts/bench_engine.py --quick --repeats $(REPEATS)
 	$(PY) scripts/bench_window.py --rows 1000 --repeats $(REPEATS)
 
 # vestige-embed next to what teams otherwise write (a per-row ORM script, LangChain's
 # PGVector), in a virtual environment of their own.
-bench-peers: models
+bench-peers: models ## vestige-embed next to a per-row ORM script and LangChain's PGVector
 	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	@$(PEERS)/bin/python -m pip install --quiet -e . $(PEER_PACKAGES) >&2
 	$(OFFLINE) $(PEERS)/bin/python scripts/bench_peers.py
 
-clean:
+clean: ## remove .venv, .venv-peers and the caches
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache

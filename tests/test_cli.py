@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +21,7 @@ from tests.helpers import (
     stored_vectors,
 )
 from vestige_embed import HashEmbedder
-from vestige_embed.cli.banner import BANNER
+from vestige_embed.cli.banner import BANNER, BANNER_NO_WAIT, warn_and_wait
 from vestige_embed.target import ModelState
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -40,6 +43,20 @@ def test_reembed_to_the_registered_model_is_a_no_op(base_schema: sa.Engine, db_u
     assert "WARN:" not in result.stderr
 
 
+def test_dry_run_prints_aligned_lines_with_the_basis_of_its_estimate(base_schema: sa.Engine, db_url: str) -> None:
+    seeded(base_schema)
+    result = run_tool("vestige", "migrate", "reembed", *HASH64, "--dry-run", url=db_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    report = lines[lines.index(next(line for line in lines if line.startswith("model "))) :]
+    parsed = [re.match(r"^(\S.*?)\s{2,}(\S.*)$", line) for line in report]
+    assert all(parsed), report
+    assert [m[1] for m in parsed[:3]] == ["model", "column type change", "rows to update"]  # type: ignore[index]
+    assert len({m.start(2) for m in parsed}) == 1  # type: ignore[union-attr]
+    assert "embedded" in report[-1] and "sampled rows" in report[-1]
+    assert "{" not in result.stderr and "ModelSignature(" not in result.stderr
+
+
 def test_dry_run_json_is_valid_and_writes_nothing(base_schema: sa.Engine, db_url: str) -> None:
     seeded(base_schema)
     with base_schema.connect() as conn:
@@ -51,6 +68,8 @@ def test_dry_run_json_is_valid_and_writes_nothing(base_schema: sa.Engine, db_url
     assert summary["embedder_batches"] == 1
     assert summary["would_alter_typmod"] is True
     assert summary["target_signature"]["name"] == "vestige/hash-64"
+    assert summary["estimate"]["rows"] == 40
+    assert summary["estimated_walltime_secs"] == summary["estimate"]["staged_secs"]
     with base_schema.connect() as conn:
         after = stored_vectors(conn)
         assert column_typmod(conn) == 256
@@ -62,7 +81,8 @@ def test_reembed_prints_banner_batches_and_report(base_schema: sa.Engine, db_url
     seeded(base_schema, 40)
     result = run_tool("vestige", "migrate", "reembed", *HASH64, "--batch-size", "16", "--no-confirm", url=db_url)
     assert result.returncode == 0, result.stderr
-    assert BANNER in result.stderr
+    assert BANNER_NO_WAIT in result.stderr
+    assert "Ctrl-C" not in result.stderr
     assert "reembed: wrote batch 3 (8 rows)" in result.stderr
     fields = result.stdout.split()
     assert fields[:2] == ["rows_updated", "40"]
@@ -210,3 +230,18 @@ def test_a_non_numeric_port_is_a_usage_error() -> None:
     result = run_tool("vestige", "migrate", "status", "--postgres-url", "postgresql://u@h:abc/db", url=None)
     assert result.returncode == 2
     assert "not a valid URL" in result.stderr
+
+
+def test_the_banner_offers_the_ctrl_c_window_only_when_it_waits() -> None:
+    waited, skipped = io.StringIO(), io.StringIO()
+    warn_and_wait(confirm=True, stream=waited, seconds=0)
+    warn_and_wait(confirm=False, stream=skipped, seconds=0)
+    assert waited.getvalue().strip() == BANNER
+    assert skipped.getvalue().strip() == BANNER_NO_WAIT
+    assert "Ctrl-C" in BANNER and "Ctrl-C" not in BANNER_NO_WAIT
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = run_tool("vestige", "--version", url=None)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"vestige {importlib.metadata.version('vestige-embed')}"

@@ -71,12 +71,43 @@ def test_reembed_dry_run_returns_summary_without_writing(base_schema: sa.Engine)
     assert summary.would_alter_typmod is True
     assert summary.current_signature == OLD.signature()
     assert summary.target_signature == NEW.signature()
-    assert counting.calls == 0
     with base_schema.connect() as conn:
         after = stored_vectors(conn)
         assert registry_of(conn).signature == OLD.signature()
+        assert conn.execute(sa.text("SELECT to_regclass('vestige_estimate_calibration')")).scalar() is None
     assert after.keys() == before.keys()
     assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_the_dry_run_estimate_is_measured_on_a_sample_of_the_stores_own_rows(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 50)
+    contents = memories(50)
+    counting = CountingEmbedder(NEW)
+    with base_schema.begin() as conn:
+        found = dry_run_reembed(conn, counting, ReembedPlan()).estimate
+    assert found is not None
+    assert set(counting.seen) <= set(contents)  # only the store's texts, sampled
+    assert 0 < found.sampled_rows <= 50
+    assert found.embed_rows_per_sec > 0 and found.calibration_index_secs > 0
+    assert found.in_place_secs == pytest.approx(found.data_pass_secs + found.index_secs, abs=0.02)
+    assert f"embedded {found.sampled_rows} sampled rows" in found.basis()
+
+
+def test_the_dry_run_counts_distinct_contents(base_schema: sa.Engine) -> None:
+    with base_schema.begin() as conn:
+        seed_store(conn, OLD, [f"memory {i % 7}" for i in range(30)])
+    with base_schema.begin() as conn:
+        found = dry_run_reembed(conn, NEW, ReembedPlan()).estimate
+    assert found is not None
+    assert (found.rows, found.distinct_contents) == (30, 7)
+
+
+def test_a_dry_run_of_the_model_already_in_place_measures_nothing(base_schema: sa.Engine) -> None:
+    seeded(base_schema, 10)
+    counting = CountingEmbedder(OLD)
+    with base_schema.begin() as conn:
+        summary = dry_run_reembed(conn, counting, ReembedPlan())
+    assert (summary.rows_to_update, summary.estimate, counting.calls) == (0, None, 0)
 
 
 def test_reembed_changes_dimension_and_search_still_works(base_schema: sa.Engine) -> None:

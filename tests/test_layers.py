@@ -6,7 +6,10 @@ Run alone as the proof of the layout: `.venv/bin/python -m pytest tests/test_lay
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,19 @@ def _docstrings(tree: ast.Module) -> list[ast.Constant]:
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
                 found.append(first.value)
     return found
+
+
+def test_the_command_starts_without_loading_the_database_or_model_libraries() -> None:
+    """`vestige --help` stays fast: the CLI and the package import no heavy library."""
+    heavy = ("sqlalchemy", "numpy", "psycopg", "fastembed", "onnxruntime", "alembic", "pgvector")
+    probe = f"import sys, vestige_embed.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_loads_from_the_package() -> None:
+    import vestige_embed
+
+    assert set(vestige_embed._EXPORTS) == set(vestige_embed.__all__)
+    for name in vestige_embed.__all__:
+        assert getattr(vestige_embed, name) is getattr(importlib.import_module(vestige_embed._EXPORTS[name]), name)

@@ -91,10 +91,27 @@ def test_make_reembed_runs_the_operator_command(seeded: sa.Engine, db_url: str) 
     assert registry_model(seeded) == ("vestige/hash-64", 64)
 
 
-def test_make_reembed_without_model_is_a_usage_error(db_url: str) -> None:
-    result = make("reembed", url=db_url)
+@pytest.mark.parametrize(
+    ("target", "usage"),
+    [
+        ("reembed", "usage: make reembed MODEL=name DIM=n"),
+        ("stage", "usage: make stage MODEL=name [DIM=n]"),
+        ("revision", "usage: make revision MODEL=name"),
+    ],
+)
+def test_a_target_without_its_model_is_a_usage_error_before_any_other_work(
+    db_url: str, target: str, usage: str
+) -> None:
+    result = make(target, url=db_url)
     assert result.returncode != 0
-    assert "usage: make reembed MODEL=name DIM=n" in result.stderr
+    assert usage in result.stderr
+    assert "models folder ready" not in result.stderr + result.stdout
+
+
+def test_make_without_a_target_lists_the_targets(db_url: str) -> None:
+    result = make(url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert {line.split()[0] for line in result.stdout.splitlines()} >= {"demo", "test", "bench-quick", "help"}
 
 
 def test_make_revision_writes_a_model_change(tmp_path: Path, db_url: str) -> None:

@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
 from vestige_embed.settings.config import EMBED_DEVICES, Settings, load_settings, resolve_database_url
 from vestige_embed.settings.urls import redact
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from vestige_embed.embedders import Embedder
+    from vestige_embed.run.plan import DryRunSummary
     from vestige_embed.target import Target
 
 log = logging.getLogger("vestige_embed.cli")
@@ -50,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VestigeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    except sa.exc.DBAPIError as e:
+    except Exception as e:
+        from sqlalchemy.exc import DBAPIError  # loaded only when something failed: `--help` stays fast
+
+        if not isinstance(e, DBAPIError):
+            raise
         print(f"error: database: {_first_line(e.orig)}", file=sys.stderr)
         hint = _DATABASE_HINTS.get(str(getattr(e.orig, "sqlstate", "") or "")[:5])
         if hint:
@@ -77,6 +82,7 @@ _DATABASE_HINTS = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vestige", description="Embedding-model changes for a pgvector store.")
+    parser.add_argument("--version", action="version", version=f"vestige {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     migrate = commands.add_parser("migrate", help="re-embed, stage, status, revision")
     actions = migrate.add_subparsers(required=True, metavar="ACTION")
@@ -136,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="assemble the offline all-MiniLM-L6-v2 folder")
     models.set_defaults(handler=_models)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vestige-embed")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _positive(value: str) -> int:
@@ -229,6 +244,8 @@ def _ini_url(path: str) -> str | None:
 
 
 def _engine(settings: Settings, lock_timeout: str) -> sa.Engine:
+    import sqlalchemy as sa
+
     url = resolve_database_url(settings)
     log.info("database: %s", redact(url))
     # No command waits forever behind a lock: status and --dry-run too.
@@ -263,8 +280,8 @@ def _reembed(args: argparse.Namespace) -> int:
     with engine.connect() as conn:
         if args.dry_run:
             summary = dry_run_reembed(conn, embedder, plan, target=target)
-            for key, value in summary.to_json().items():
-                print(f"{key}: {value}", file=sys.stderr)
+            conn.rollback()
+            print(_dry_run_text(summary), file=sys.stderr)
             if args.json:
                 _emit_json(summary.to_json())
             return EXIT_OK
@@ -279,6 +296,30 @@ def _reembed(args: argparse.Namespace) -> int:
     else:
         print(report.summary_line())
     return EXIT_OK
+
+
+def _dry_run_text(summary: DryRunSummary) -> str:
+    """Aligned lines for a person (`--json` gives the same on stdout for a program)."""
+    old, new = summary.current_signature, summary.target_signature
+    lines = [("model", f"{old.name} ({old.dimension}) -> {new.name} ({new.dimension})")]
+    if summary.rows_to_update == 0:
+        lines.append(("rows to update", "0: the registry already holds this model, ready (nothing to do)"))
+    lines.append(("column type change", "yes" if summary.would_alter_typmod else "no"))
+    found = summary.estimate
+    if found is not None:
+        lines += [
+            ("rows to update", f"{found.rows:,} ({found.distinct_contents:,} distinct contents to embed)"),
+            (
+                "this command",
+                f"about {found.staged_secs:,.1f} s, search served; window about "
+                f"{max(found.staged_window_secs, 0.1):.1f} s (stage, build the new index, swap)",
+            ),
+            ("alembic upgrade", f"about {found.in_place_secs:,.1f} s, all of it a window, when nothing is staged"),
+            ("of which", f"embedding {found.data_pass_secs:,.1f} s, index build {found.index_secs:,.1f} s"),
+            ("basis", found.basis()),
+        ]
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label:<{width}}  {text}" for label, text in lines)
 
 
 def _stage(args: argparse.Namespace) -> int:

@@ -72,6 +72,7 @@ from vestige_embed.embedders.base import Embedder
 from vestige_embed.errors import ReembedError
 from vestige_embed.run import steps
 from vestige_embed.run.context import AutocommitBlock, Run
+from vestige_embed.run.estimate import estimate
 from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.store import catalog
@@ -80,12 +81,6 @@ from vestige_embed.store.run_lock import run_lock
 from vestige_embed.target import DEFAULT_TARGET, ModelState, Statements, Target
 
 log = logging.getLogger("vestige_embed.reembed")
-
-#: The plan's dry-run estimate: local fastembed embeds ~50 rows/s; an HNSW build costs a
-#: flat 30 s up to 100k rows and grows linearly beyond.
-DRY_RUN_ROWS_PER_SEC = 50.0
-DRY_RUN_INDEX_SECS = 30.0
-DRY_RUN_INDEX_ROWS = 100_000
 
 
 def run_reembed(
@@ -178,7 +173,8 @@ def _prebuilds(run: Run, *, can_commit: bool) -> bool:
     )
     log.info(
         "reembed: the window embeds %d rows and builds the HNSW index over %d while writers wait (%s); "
-        "`vestige migrate stage` beforehand, from an Alembic revision or with commit_batches, makes it seconds",
+        "`--dry-run` estimates how long; `vestige migrate stage` beforehand, from an Alembic revision or "
+        "with commit_batches, makes it seconds",
         unstaged,
         rows,
         why,
@@ -226,20 +222,26 @@ def _staged_swap(run: Run) -> ReembedReport:
 def dry_run_reembed(
     conn: Connection, embedder: Embedder, plan: ReembedPlan | None = None, *, target: Target = DEFAULT_TARGET
 ) -> DryRunSummary:
-    """What `run_reembed` would do: reads the registry and counts rows; embeds and writes nothing."""
+    """What `run_reembed` would do, and how long it would take: reads the registry, counts
+    rows, and measures (`run.estimate`: the model on a sample of rows, an index build on a
+    scratch table). Writes nothing to the store; the caller rolls back."""
     plan = plan or ReembedPlan()
     current = read_registry(conn, target)
     signature = embedder.signature()
     noop = current.signature == signature and current.state is ModelState.READY
-    rows = 0 if noop else catalog.count(conn, Statements(target).count_rows())
-    index_secs = 0.0 if noop else DRY_RUN_INDEX_SECS * max(1.0, rows / DRY_RUN_INDEX_ROWS)
+    st = Statements(target)
+    rows = 0 if noop else catalog.count(conn, st.count_rows())
+    measured = None if noop else estimate(conn, st, embedder, rows, plan.batch_size)
+    staged = plan.commit_batches or plan.concurrent_index
+    seconds = 0.0 if measured is None else measured.staged_secs if staged else measured.in_place_secs
     return DryRunSummary(
         rows_to_update=rows,
         embedder_batches=math.ceil(rows / plan.batch_size),
-        estimated_walltime_secs=round(rows / DRY_RUN_ROWS_PER_SEC + index_secs, 3),
+        estimated_walltime_secs=seconds,
         current_signature=current.signature,
         target_signature=signature,
         would_alter_typmod=current.signature.dimension != signature.dimension,
+        estimate=measured,
     )
 
 

@@ -101,6 +101,36 @@ class ReembedReport:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """Seconds for each path, and what they were computed from (`run.estimate` measures)."""
+
+    rows: int
+    distinct_contents: int
+    write_rows_per_sec: float
+    sampled_rows: int
+    sample_embed_secs: float
+    embed_rows_per_sec: float
+    calibration_rows: int
+    calibration_index_secs: float
+    data_pass_secs: float
+    index_secs: float
+    in_place_secs: float
+    staged_secs: float
+    staged_window_secs: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def basis(self) -> str:
+        return (
+            f"embedded {self.sampled_rows} sampled rows in {self.sample_embed_secs:.2f} s "
+            f"({self.embed_rows_per_sec:,.0f} rows/s); {self.distinct_contents:,} distinct contents of "
+            f"{self.rows:,} rows; writes at {self.write_rows_per_sec:,.0f} rows/s; index: built over "
+            f"{self.calibration_rows:,} random vectors in {self.calibration_index_secs:.2f} s, scaled (n log n)"
+        )
+
+
+@dataclass(frozen=True)
 class DryRunSummary:
     """What a run would do. Computed without embedding or writing anything."""
 
@@ -110,6 +140,8 @@ class DryRunSummary:
     current_signature: ModelSignature
     target_signature: ModelSignature
     would_alter_typmod: bool
+    #: The measurements behind `estimated_walltime_secs`, and each path's seconds.
+    estimate: Estimate | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

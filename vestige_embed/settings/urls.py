@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
 from vestige_embed.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+# sqlalchemy is imported where a URL is parsed: `vestige --help` never pays for it.
 
 DRIVER = "postgresql+psycopg"
 _ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
@@ -15,6 +18,9 @@ _ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
 
 def normalize_url(url: str) -> str:
     """Return the URL with the psycopg 3 driver; refuse other drivers and other databases."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as e:
@@ -34,6 +40,9 @@ _MASK = "***"
 
 def redact(url: str | URL) -> str:
     """The URL as it may be printed: never with its password, in the user part or the query."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

@@ -64,6 +64,10 @@ _KEY_TYPES: dict[KeyType, sa.types.TypeEngine[Any]] = {
 _CATALOG_KEY_TYPES = {"uuid": KeyType.UUID, "bigint": KeyType.BIGINT, "text": KeyType.TEXT}
 
 
+#: The dry run's scratch table (TEMPORARY: this session only, gone at the end of its transaction).
+CALIBRATION_TABLE = "vestige_estimate_calibration"
+
+
 class PassThrough(sa.types.UserDefinedType[Any]):
     """A bind type that hands the value to psycopg untouched (our binary dumpers do the work)."""
 
@@ -391,6 +395,52 @@ class Statements:
         if_not_exists: bool = False,
     ) -> CreateIndex:
         return CreateIndex(self.hnsw_index(column, name=name, concurrently=concurrently), if_not_exists=if_not_exists)
+
+    # The dry run's measurements: a sample of the store, an index build on a scratch table.
+
+    def sample_contents(self) -> sa.Select[Any]:
+        """About `:percent` % of the rows' contents (page-independent), at most `:size`."""
+        sampled = self.table.tablesample(sa.func.bernoulli(sa.bindparam("percent", type_=sa.Float)))
+        content = sa.func.coalesce(sampled.c[self.target.content], "") if self.target.content_is_column else None
+        query = sa.select(content if content is not None else self.content).select_from(sampled)
+        return query.limit(sa.bindparam("size", type_=sa.Integer))
+
+    def count_distinct_contents(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
+        """Distinct contents: what a run embeds (each once)."""
+        return self.count_rows(where).with_only_columns(sa.func.count(sa.distinct(self.content_hash)))
+
+    def calibration_build(self, dimension: int) -> list[sa.Executable]:
+        """A scratch table (TEMPORARY, dropped at commit or rollback) of `:rows` random
+        vectors and the target's HNSW index over it: how fast this server builds one."""
+        table = sa.Table(
+            CALIBRATION_TABLE,
+            sa.MetaData(),
+            sa.Column("v", vector_type(self.target.storage, dimension)),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        rows = sa.func.generate_series(1, sa.bindparam("rows", type_=sa.Integer)).table_valued("g").render_derived()
+        values = sa.func.generate_series(1, dimension).table_valued("d").render_derived()
+        vector = (
+            sa.select(sa.func.array_agg(sa.func.random() - 0.5))
+            .select_from(values)
+            .where(rows.c.g > 0)  # correlated: a new vector per row
+            .scalar_subquery()
+        )
+        fill = table.insert().from_select(
+            ["v"], sa.select(sa.cast(vector, vector_type(self.target.storage))).select_from(rows)
+        )
+        index = sa.Index(
+            f"{CALIBRATION_TABLE}_hnsw",
+            table.c.v,
+            postgresql_using="hnsw",
+            postgresql_ops={"v": self.target.distance.opclass(self.target.storage)},
+            postgresql_with={"m": self.target.hnsw.m, "ef_construction": self.target.hnsw.ef_construction},
+        )
+        return [CreateTable(table), fill, CreateIndex(index)]
+
+    def drop_calibration(self) -> DropTable:
+        return DropTable(sa.Table(CALIBRATION_TABLE, sa.MetaData()), if_exists=True)
 
     def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> DropIndex:
         return DropIndex(self.hnsw_index(name=name, concurrently=concurrently), if_exists=True)

@@ -1,0 +1,126 @@
+"""Two versions of vestige-embed in one run: the engine's figures before and after a change.
+
+`make bench` measures one tree; this measures the engine of another checkout (`--before`,
+e.g. a `git worktree` of an older commit) and of this one on the same server, the same
+databases and the same rounds, alternating which goes first. Each sample runs in a fresh
+process that imports only its own tree, on a fresh copy of a store at revision 0001
+(vestige/hash-256), and reports the atomic run's data pass (rows/s) and its wall time:
+- hashing embedder (vestige/hash-384), N rows (20,000);
+- all-MiniLM-L6-v2 on M stdlib docstrings (2,000).
+
+Run: `.venv/bin/python scripts/bench_ab.py --before /path/to/older/checkout [--rows N] [--repeats N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _bench_db import ROOT, admin, copy_database, fresh_database, seed
+from _bench_stats import DEFAULT_REPEATS, Figure
+from psycopg import sql
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+#: Runs in the child, with only the tree under test importable (both versions have this API).
+CHILD = """
+import json, sys, time
+import sqlalchemy as sa
+import vestige_embed
+from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
+url, model, models_dir = sys.argv[1:4]
+if model == "hash":
+    embedder = HashEmbedder(384)
+else:
+    from pathlib import Path
+    embedder = resolve_embedder(model, 384, models_dir=Path(models_dir))
+embedder.embed_batch(["warm up"])
+engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+started = time.perf_counter()
+with engine.connect() as conn:
+    report = run_reembed(conn, embedder, ReembedPlan(batch_size=128))
+    conn.commit()
+secs = time.perf_counter() - started
+print(json.dumps({"rate": report.rows_updated / report.data_pass_secs, "secs": secs, "module": vestige_embed.__file__}))
+"""
+
+
+def sample(server: Any, template: str, tree: Path, model: str, results: dict[str, list[float]]) -> float:
+    engine = copy_database(server, template, "ab_sample")
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+    models_dir = str((ROOT / ".vestige" / "models").resolve())
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, url, model, models_dir], capture_output=True, text=True, cwd=tree, env=env
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{tree}: {out.stderr[-1500:]}")
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        if not Path(found["module"]).is_relative_to(tree):
+            raise RuntimeError(f"the child imported {found['module']}, not the tree under test {tree}")
+    finally:
+        with admin(server) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("ab_sample")))
+    results.setdefault(str(tree), []).append(found["secs"])
+    return float(found["rate"])
+
+
+def compare(server: Any, label: str, template: str, model: str, trees: dict[str, Path], repeats: int) -> None:
+    rates = {name: Figure(f"{name}: data pass", "rows/s") for name in trees}
+    walls: dict[str, list[float]] = {}
+    names = list(trees)
+    for r in range(repeats):
+        for name in names[r % 2 :] + names[: r % 2]:
+            rates[name].values.append(sample(server, template, trees[name], model, walls))
+    print(f"\n{label}:")
+    for name in names:
+        print(rates[name].line())
+        print(Figure(f"{name}: whole run", "s", walls[str(trees[name])]).line(2))
+    ratio = rates["after"].median / rates["before"].median
+    print(f"  after / before (data pass medians): {ratio:.2f} ({'not worse' if ratio >= 0.95 else 'WORSE'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, required=True, help="the older checkout (its root folder)")
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--minilm-rows", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    args = parser.parse_args()
+    from vestige_embed import HashEmbedder
+    from vestige_embed.demo.corpus import stdlib_docs
+    from vestige_embed.settings.embedded import start_server
+
+    trees = {"before": args.before.resolve(), "after": ROOT}
+    print(f"before: {trees['before']}  after: {ROOT}  cpus: {os.cpu_count()}  repeats: {args.repeats}")
+    with (
+        tempfile.TemporaryDirectory(prefix="vestige-bench-ab-") as tmp,
+        start_server(Path(tmp) / "pgdata") as server,
+    ):
+        memories = [
+            f"memory number {i} talks about rust and async, postgres and vector search" for i in range(args.rows)
+        ]
+        docs = [d.content for d in stdlib_docs()][: args.minilm_rows]
+        for name, texts in (("ab_hash", memories), ("ab_minilm", docs)):
+            engine = fresh_database(server, name)
+            seed(engine, HashEmbedder(256), texts)
+            engine.dispose()
+        run = partial(compare, server, trees=trees, repeats=args.repeats)
+        run(f"hashing embedder, {args.rows} rows", "ab_hash", "hash")
+        run(f"all-MiniLM-L6-v2, {len(docs)} stdlib docstrings", "ab_minilm", MINILM)
+
+
+if __name__ == "__main__":
+    main()
