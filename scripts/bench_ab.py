@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _bench_db import ROOT, admin, copy_database, fresh_database, seed
+import sqlalchemy as sa
+from _bench_db import ROOT, STORE, admin, copy_database
 from _bench_stats import DEFAULT_REPEATS, Figure
 from psycopg import sql
+
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target import DEFAULT_TARGET
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -55,6 +60,30 @@ print(json.dumps({"rate": report.rows_updated / report.data_pass_secs, "secs": s
 """
 
 
+def template(server: Any, name: str, tree: Path, texts: list[str]) -> None:
+    """A store at the tree's own revision 0001 (registry shapes differ between versions),
+    filled with `texts` and their hash-256 vectors (table only: 0001 registered hash-256)."""
+    from vestige_embed import HashEmbedder
+    from vestige_embed.settings.embedded import ensure_database, server_url
+
+    with admin(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    ensure_database(server, name)
+    url = server_url(server, name).render_as_string(hide_password=False)
+    env = {**os.environ, "PYTHONPATH": str(tree), "VESTIGE_DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "0001"], cwd=tree, env=env, check=True, capture_output=True
+    )
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    ids = [uuid.uuid4() for _ in texts]
+    with engine.begin() as conn:
+        conn.execute(STORE.table.insert(), [{"id": i, "content": t} for i, t in zip(ids, texts, strict=True)])
+        writer = VectorWriter(conn, STORE, DEFAULT_TARGET.embedding)
+        for start in range(0, len(texts), 2_000):
+            writer(ids[start : start + 2_000], HashEmbedder(256).embed_batch(texts[start : start + 2_000]))
+    engine.dispose()
+
+
 def sample(server: Any, template: str, tree: Path, model: str, results: dict[str, list[float]]) -> float:
     engine = copy_database(server, template, "ab_sample")
     url = engine.url.render_as_string(hide_password=False)
@@ -77,13 +106,15 @@ def sample(server: Any, template: str, tree: Path, model: str, results: dict[str
     return float(found["rate"])
 
 
-def compare(server: Any, label: str, template: str, model: str, trees: dict[str, Path], repeats: int) -> None:
+def compare(server: Any, label: str, texts: list[str], model: str, trees: dict[str, Path], repeats: int) -> None:
+    for name, tree in trees.items():
+        template(server, f"ab_{name}", tree, texts)
     rates = {name: Figure(f"{name}: data pass", "rows/s") for name in trees}
     walls: dict[str, list[float]] = {}
     names = list(trees)
     for r in range(repeats):
         for name in names[r % 2 :] + names[: r % 2]:
-            rates[name].values.append(sample(server, template, trees[name], model, walls))
+            rates[name].values.append(sample(server, f"ab_{name}", trees[name], model, walls))
     print(f"\n{label}:")
     for name in names:
         print(rates[name].line())
@@ -99,7 +130,6 @@ def main() -> None:
     parser.add_argument("--minilm-rows", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     args = parser.parse_args()
-    from vestige_embed import HashEmbedder
     from vestige_embed.demo.corpus import stdlib_docs
     from vestige_embed.settings.embedded import start_server
 
@@ -113,13 +143,9 @@ def main() -> None:
             f"memory number {i} talks about rust and async, postgres and vector search" for i in range(args.rows)
         ]
         docs = [d.content for d in stdlib_docs()][: args.minilm_rows]
-        for name, texts in (("ab_hash", memories), ("ab_minilm", docs)):
-            engine = fresh_database(server, name)
-            seed(engine, HashEmbedder(256), texts)
-            engine.dispose()
         run = partial(compare, server, trees=trees, repeats=args.repeats)
-        run(f"hashing embedder, {args.rows} rows", "ab_hash", "hash")
-        run(f"all-MiniLM-L6-v2, {len(docs)} stdlib docstrings", "ab_minilm", MINILM)
+        run(f"hashing embedder, {args.rows} rows", memories, "hash")
+        run(f"all-MiniLM-L6-v2, {len(docs)} stdlib docstrings", docs, MINILM)
 
 
 if __name__ == "__main__":

@@ -56,10 +56,13 @@ def page_batches(
     where: sa.ColumnElement[bool] | None = None,
     *,
     with_hash: bool = False,
+    where_after: sa.ColumnElement[bool] | None = None,
 ) -> Iterator[Batch]:
-    """Key-paged, each page read in its own transaction (committed before it is yielded)."""
+    """Key-paged, each page read in its own transaction (committed before it is yielded).
+    `where_after` is `where` for the pages past `:after`, when it can use the bound too."""
     after: Any = None
-    first, later = (st.rows_page(where, first=f, with_hash=with_hash) for f in (True, False))
+    first = st.rows_page(where, first=True, with_hash=with_hash)
+    later = st.rows_page(where if where_after is None else where_after, first=False, with_hash=with_hash)
     while True:
         params: dict[str, Any] = {"size": batch_size}
         if after is not None:

@@ -112,7 +112,14 @@ def stage_pass(
 
     try:
         staged = run_pipeline(
-            page_batches(conn, st, batch_size, stale, with_hash=True),
+            page_batches(
+                conn,
+                st,
+                batch_size,
+                stale,
+                with_hash=True,
+                where_after=sa.not_(st.fresh_staged(signature, after=True)),
+            ),
             embedder,
             write,
             progress=progress,

@@ -545,13 +545,17 @@ class Statements:
             s.model_name == signature.name, s.dimension == signature.dimension, s.model_hash == signature.hash
         )
 
-    def _fresh(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
+    def _fresh(self, signature: ModelSignature, *, after: bool = False) -> sa.ColumnElement[bool]:
         s = self.staging.c
-        return sa.and_(s.row_key == self.key, self.staged_for(signature), s.content_sha256 == self.content_hash)
+        fresh = sa.and_(s.row_key == self.key, self.staged_for(signature), s.content_sha256 == self.content_hash)
+        return sa.and_(fresh, s.row_key > sa.bindparam("after")) if after else fresh
 
-    def fresh_staged(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
-        """True for a row whose staged vector is for `signature` and its current content."""
-        return sa.select(sa.literal(1)).where(self._fresh(signature)).exists()
+    def fresh_staged(self, signature: ModelSignature, *, after: bool = False) -> sa.ColumnElement[bool]:
+        """True for a row whose staged vector is for `signature` and its current content.
+        `after`: for key pages past `:after`, bounding the staging side too, so the join
+        starts at the page instead of reading staging from its first key (each page would
+        cost the whole table so far)."""
+        return sa.select(sa.literal(1)).where(self._fresh(signature, after=after)).exists()
 
     def apply_staged(self, signature: ModelSignature, column: str | None = None) -> sa.Update:
         """Copy every fresh staged vector into `column` (online and in the offline script)."""
@@ -574,10 +578,11 @@ class Statements:
         """`copy_staged_changed` for the keys in (`:after`, `:upto`]: short transactions, so
         writers never wait long for the rows it locks."""
         update = self.copy_staged_changed(signature, column)
+        row_key = self.staging.c.row_key  # bounded on both sides: the join starts at the page
         if not first:
-            update = update.where(self.key > sa.bindparam("after"))
+            update = update.where(self.key > sa.bindparam("after"), row_key > sa.bindparam("after"))
         if not last:
-            update = update.where(self.key <= sa.bindparam("upto"))
+            update = update.where(self.key <= sa.bindparam("upto"), row_key <= sa.bindparam("upto"))
         return update
 
     def staged_by_content(self, signature: ModelSignature) -> sa.Select[Any]:
