@@ -31,7 +31,7 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "vestige_embed/run/steps.py",
         "        embedded = _embed_rows(run, column, remaining)",
         "        embedded = 0 if remaining is not None else _embed_rows(run, column, remaining)",
-        f"{NEVER_MIXED} -k batched",
+        f"{NEVER_MIXED} -k 'batched and in_place'",
     ),
     "catch-up (staged swap)": (
         "vestige_embed/run/engine.py",

@@ -154,11 +154,17 @@ def test_batched_change_with_a_contract_writer_catches_up_rows_written_meanwhile
     assert_never_mixed(store, summary, cleared_allowed=False)
 
 
-def test_batched_change_catches_up_rows_a_writer_did_not_stage(store: sa.Engine, db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("prebuild", [True, False], ids=["swap", "in_place"])
+def test_batched_change_catches_up_rows_a_writer_did_not_stage(
+    store: sa.Engine, db_url: str, tmp_path: Path, prebuild: bool
+) -> None:
     """A writer that embeds with the registry's model but stages nothing for the change:
-    its rows are embedded again under the lock, before the registry flips."""
+    its rows are embedded again under the lock, before the registry flips (the default
+    staged swap, and in place with `prebuild_index=False`)."""
+    plan = ReembedPlan(batch_size=4, commit_batches=True, prebuild_index=prebuild)
     with writer(db_url, "unstaged", tmp_path, store) as summary, store.connect() as conn:
-        run_reembed(conn, Slow(NEW), ReembedPlan(batch_size=4, commit_batches=True))
+        report = run_reembed(conn, Slow(NEW), plan)
+    assert report.strategy == ("staged_swap" if prebuild else "in_place")
     assert_never_mixed(store, summary, cleared_allowed=False)
 
 
