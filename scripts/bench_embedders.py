@@ -137,7 +137,7 @@ def main() -> None:
         impl, kind, batch, count = args.child
         child(impl, kind, int(batch), int(count))
         return
-    counts = {"short": 256, "long": 128} if args.quick else {"short": 1536, "long": 768}
+    counts = {"short": 192, "long": 96} if args.quick else {"short": 1536, "long": 768}
     batches = (128,) if args.quick else BATCHES
     hash_count = 2_000 if args.quick else 20_000
     rss: dict[str, float] = {}

@@ -251,7 +251,7 @@ def main() -> None:
         rss_child(args.rss_child)
         return
     rows, minilm_rows, index_rows = (4_000, 300, 4_000) if args.quick else (20_000, 2_000, 50_000)
-    rss_sizes = (4_000, 20_000) if args.quick else (20_000, 100_000)
+    rss_sizes = (2_000, 10_000) if args.quick else (20_000, 100_000)
     print(f"cpus: {os.cpu_count()}  repeats: {args.repeats}  (median [lowest .. highest])")
     # Stop the server before its data folder is deleted (not at interpreter exit).
     with (
