@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -20,7 +22,7 @@ from tests.helpers import (
 from vestige_embed import HashEmbedder, ReembedPlan, dry_run_reembed, run_reembed, vector_search
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.plan import TypmodApproach
-from vestige_embed.target import DEFAULT_TARGET, ModelState
+from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState
 
 HNSW_INDEX = DEFAULT_TARGET.index
 
@@ -402,3 +404,33 @@ def test_zero_vectors_are_refused_with_their_count(base_schema: sa.Engine) -> No
     seeded(base_schema, 5)
     with pytest.raises(ReembedError, match="returned 2 zero vector"), base_schema.begin() as conn:
         run_reembed(conn, _ZeroEmbedder(NEW), ReembedPlan())
+
+
+class _OtherModel64:
+    """A different 64-d model (fixed random unit vectors): a same-size change from it."""
+
+    name, dimension = "tests/random-64", 64
+
+    def signature(self) -> ModelSignature:
+        return ModelSignature(self.name, self.dimension, "1" * 64)
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), self.dimension))
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_same_size_change_indexes_only_the_new_vectors(base_schema: sa.Engine) -> None:
+    """Built in the transaction that rewrote every row, the index would also take the old
+    versions (the old model's vectors): about twice the entries of a build over live rows."""
+    with base_schema.begin() as conn:
+        seed_store(conn, _OtherModel64(), memories(400))  # type: ignore[arg-type]
+    with base_schema.begin() as conn:
+        assert run_reembed(conn, HashEmbedder(64), ReembedPlan()).strategy == "in_place"
+    size = sa.text("SELECT pg_relation_size('idx_knowledge_nodes_embedding_hnsw')")
+    with base_schema.connect() as conn:
+        after_change = conn.execute(size).scalar_one()
+        conn.execute(sa.text("REINDEX INDEX idx_knowledge_nodes_embedding_hnsw"))
+        rebuilt = conn.execute(size).scalar_one()
+        conn.commit()
+    assert after_change <= 1.2 * rebuilt, (after_change, rebuilt)
+    assert_all_in_space(base_schema, HashEmbedder(64), 400)

@@ -13,7 +13,9 @@ Operator's guide
 4. embed batch k+1 while batch k is written with one binary `UPDATE ... FROM unnest`;
    rows whose embedding is NULL are embedded too;
 5. on a dimension change, relax the typmod before the writes and tighten it after
-   (the tightening checks every row), or use a new column (approach C);
+   (the tightening checks every row), or use a new column (approach C); a same-size
+   change whose index was dropped does the same, so the tightening's rewrite leaves
+   only live rows for the index build;
 6. rebuild the HNSW index, plain or `CONCURRENTLY`, with `maintenance_work_mem` sized
    for the graph;
 7. update the registry: new model, state `ready`;

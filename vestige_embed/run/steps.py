@@ -95,8 +95,15 @@ def drop_index(run: Run, strategy: Strategy) -> None:
 
 def prepare_column(run: Run, strategy: Strategy) -> Strategy:
     """Make room for vectors of the new size; returns the strategy that took (approach B
-    falls back to C when pgvector refuses to relax the typmod)."""
-    if strategy is Strategy.IN_PLACE and catalog.column_dimension(run.conn, run.st) == run.signature.dimension:
+    falls back to C when pgvector refuses to relax the typmod).
+
+    A same-size change relaxes too when the index was dropped: the tightening then rewrites
+    the table, so the index is built over the live rows only. Built in the transaction
+    that rewrote every row, it would also index the old versions (PostgreSQL indexes rows
+    the building transaction deleted): twice the build, and the old model's vectors in the
+    graph until VACUUM. A kept index takes the new vectors as they are written instead."""
+    same_size = catalog.column_dimension(run.conn, run.st) == run.signature.dimension
+    if strategy is Strategy.IN_PLACE and same_size and catalog.index_validity(run.conn, run.st) is not None:
         return strategy
     if strategy is Strategy.IN_PLACE and _try_relax(run):
         log.info("reembed: relaxed %s to %s (no typmod)", run.target.embedding, run.target.storage.value)
