@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from tests.cli_helpers import run_tool
 from tests.conftest import ROOT
 from tests.helpers import STORE, CountingEmbedder, memories, registry_of, run_psql, seed_store
-from vestige_embed import HashEmbedder, ReembedPlan, register_target, run_reembed, stage, vector_search
+from vestige_embed import HashEmbedder, ReembedPlan, dry_run_reembed, register_target, run_reembed, stage, vector_search
 from vestige_embed.errors import ReembedError
 from vestige_embed.store import catalog
 from vestige_embed.store.writes import VectorWriter
@@ -327,3 +327,14 @@ def test_a_revision_with_concurrent_index_runs_online_through_alembic(
     assert up.returncode == 0, up.stderr
     assert "done (staged_swap)" in up.stderr
     assert_documents_in_space(documents, NEW)
+
+
+def test_the_dry_run_samples_and_counts_a_content_expression(documents: sa.Engine) -> None:
+    counting = CountingEmbedder(NEW)
+    with documents.begin() as conn:
+        found = dry_run_reembed(conn, counting, target=DOCUMENTS).estimate
+    assert found is not None
+    texts = {text_of(title, body) for _, title, body in titles_and_bodies(ROWS)}
+    assert found.distinct_contents == len(texts)
+    assert found.sampled_rows > 0
+    assert set(counting.seen) <= texts

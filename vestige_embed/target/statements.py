@@ -401,9 +401,9 @@ class Statements:
     def sample_contents(self) -> sa.Select[Any]:
         """About `:percent` % of the rows' contents (page-independent), at most `:size`."""
         sampled = self.table.tablesample(sa.func.bernoulli(sa.bindparam("percent", type_=sa.Float)))
-        content = sa.func.coalesce(sampled.c[self.target.content], "") if self.target.content_is_column else None
-        query = sa.select(content if content is not None else self.content).select_from(sampled)
-        return query.limit(sa.bindparam("size", type_=sa.Integer))
+        column = self.target.content
+        content = sa.func.coalesce(sampled.c[column], "") if self.target.content_is_column else self.content
+        return sa.select(content).select_from(sampled).limit(sa.bindparam("size", type_=sa.Integer))
 
     def count_distinct_contents(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
         """Distinct contents: what a run embeds (each once)."""
