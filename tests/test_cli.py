@@ -6,6 +6,7 @@ import importlib.metadata
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -245,3 +246,35 @@ def test_version_prints_the_installed_version() -> None:
     result = run_tool("vestige", "--version", url=None)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"vestige {importlib.metadata.version('vestige-embed')}"
+
+
+def test_a_model_that_cannot_be_loaded_is_a_failure_with_the_fix(
+    base_schema: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    seeded(base_schema, 5)
+    result = run_tool(
+        "vestige",
+        "migrate",
+        "stage",
+        "--model",
+        "BAAI/bge-small-en-v1.5",
+        url=db_url,
+        HF_HUB_OFFLINE="1",
+        FASTEMBED_CACHE_PATH=str(tmp_path),
+        VESTIGE_MODELS_DIR=str(tmp_path),
+    )
+    assert result.returncode == 1, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "could not load BAAI/bge-small-en-v1.5" in error[0]
+    assert "allow downloads (unset HF_HUB_OFFLINE)" in error[0] and ".." not in error[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--verbose",)])
+def test_a_failure_is_one_line_unless_verbose_asks_for_the_traceback(flags: tuple[str, ...]) -> None:
+    unreachable = "postgresql://nobody:hunter2@127.0.0.1:9/nowhere"
+    result = run_tool("vestige", *flags, "migrate", "status", "--postgres-url", unreachable, url=None)
+    assert result.returncode == 1
+    assert "error: database:" in result.stderr
+    assert ("Traceback" in result.stderr) == bool(flags)
+    assert "hunter2" not in result.stderr

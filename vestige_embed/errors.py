@@ -23,6 +23,10 @@ class DimensionMismatchError(EmbedderError):
     """The requested dimension is not the one the model produces."""
 
 
+class ModelLoadError(EmbedderError):
+    """A known model whose files cannot be loaded here (not a usage error)."""
+
+
 class ModelIntegrityError(EmbedderError):
     """Model files are missing, incomplete or do not match their published hash."""
 

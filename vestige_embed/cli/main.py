@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, VestigeError
+from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, ModelLoadError, VestigeError
 from vestige_embed.settings.config import EMBED_DEVICES, Settings, load_settings, resolve_database_url
 from vestige_embed.settings.urls import redact
 
@@ -36,13 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return int(args.handler(args))
+    except (Exception, KeyboardInterrupt):
+        if args.verbose:
+            traceback.print_exc()
+        return _failure()
+
+
+def _failure() -> int:
+    """One or two lines for the exception being handled, and the exit code (README)."""
+    try:
+        raise
     except KeyboardInterrupt:
         print(
             "aborted (Ctrl-C): the store is as it was (staged vectors are kept); run the same command to resume",
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    except ModelIntegrityError as e:
+    except (ModelIntegrityError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except (ConfigError, EmbedderError) as e:
@@ -83,6 +94,7 @@ _DATABASE_HINTS = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vestige", description="Embedding-model changes for a pgvector store.")
     parser.add_argument("--version", action="version", version=f"vestige {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="on failure, print the traceback too")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     migrate = commands.add_parser("migrate", help="re-embed, stage, status, revision")
     actions = migrate.add_subparsers(required=True, metavar="ACTION")

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from vestige_embed.embedders.base import Matrix
-from vestige_embed.embedders.model_files import folder_name, holds_model, verified_sha256
-from vestige_embed.errors import EmbedderError, ModelIntegrityError, UnknownModelError
+from vestige_embed.embedders.model_files import OFFLINE_MODEL, folder_name, holds_model, verified_sha256
+from vestige_embed.errors import EmbedderError, ModelIntegrityError, ModelLoadError, UnknownModelError
 from vestige_embed.settings.config import EMBED_DEVICES
 from vestige_embed.target.signature import ModelSignature
 
@@ -156,10 +156,14 @@ class FastembedEmbedder:
         try:
             return TextEmbedding(self._name, **options)
         except Exception as e:
-            raise EmbedderError(
-                f"could not load {self._name} from {self.source}: {e}. Offline? Run `make models` "
-                f"or fill VESTIGE_MODELS_DIR with a folder named {folder_name(self._name)}"
-            ) from e
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+            fix = (
+                "`make models` (or `vestige models`) assembles it offline"
+                if self._name == OFFLINE_MODEL
+                else f"allow downloads (unset HF_HUB_OFFLINE), or put its files in VESTIGE_MODELS_DIR/"
+                f"{folder_name(self._name)}"
+            )
+            raise ModelLoadError(f"could not load {self._name} from {self.source}: {cause}. Fix: {fix}") from e
 
     def loaded_folder(self) -> Path:
         """The folder the weights are (or will be) loaded from; downloads when there is none."""
