@@ -55,8 +55,10 @@ def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comm
 def offline_reembed_script(target: Target, signature: ModelSignature, plan: ReembedPlan) -> list[sa.Executable]:
     """The statements of the offline model change, in the order the online path runs them.
 
-    What the online path decides from the catalog (relax and tighten only on a change of
-    size; keep the index when asked to and the size stays) the script decides when it runs.
+    What the online path decides from the catalog (keep the index when asked to and the
+    size stays; relax and tighten on a change of size, and whenever the index is dropped,
+    so the tightening's rewrite leaves only the new rows for the index build) the script
+    decides when it runs.
     """
     if plan.concurrent_index:
         raise StagingError(
@@ -68,6 +70,10 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
     st = Statements(target)
     differs = st.typmod_differs(signature.dimension)
     drop = st.drop_index() if plan.drop_hnsw_first else WhenTrue(differs, st.drop_index())
+    relax = st.relax() if plan.drop_hnsw_first else WhenTrue(differs, st.relax())
+    tighten = (
+        st.tighten(signature.dimension) if plan.drop_hnsw_first else WhenTrue(differs, st.tighten(signature.dimension))
+    )
     return [
         header(target, signature, plan),
         set_setting("lock_timeout", plan.lock_timeout),
@@ -76,9 +82,9 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         st.offline_guard(signature, stage_command(target, signature)),
         *create_registry(),
         drop,
-        WhenTrue(differs, st.relax()),
+        relax,
         st.apply_staged(signature),
-        WhenTrue(differs, st.tighten(signature.dimension)),
+        tighten,
         *st.build_settings(
             None,
             signature.dimension,
