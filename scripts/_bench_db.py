@@ -30,10 +30,27 @@ def admin(server: Any) -> psycopg.Connection[Any]:
     )
 
 
-def fresh_database(server: Any, name: str) -> sa.Engine:
-    """A new database at revision 0001 (empty store, HNSW index present)."""
+def memories(n: int) -> list[str]:
+    """Short distinct texts: the machinery's benchmarks (the hashing embedder)."""
+    return [f"memory number {i} talks about rust and async, postgres and vector search" for i in range(n)]
+
+
+def docstring_texts(rows: int) -> list[str]:
+    """`rows` real texts: the stdlib docstrings, cycled with a row number so every one is distinct."""
+    from vestige_embed.demo.corpus import stdlib_docs
+
+    docs = [d.content for d in stdlib_docs()]
+    return [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
+
+
+def drop_database(server: Any, name: str) -> None:
     with admin(server) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def fresh_database(server: Any, name: str) -> sa.Engine:
+    """A new database at revision 0001 (empty store, HNSW index present)."""
+    drop_database(server, name)
     ensure_database(server, name)
     url = server_url(server, name).render_as_string(hide_password=False)
     cfg = Config(str(ROOT / "alembic.ini"))
@@ -45,10 +62,17 @@ def fresh_database(server: Any, name: str) -> sa.Engine:
 
 def copy_database(server: Any, template: str, name: str) -> sa.Engine:
     """A fresh copy of `template` (CREATE DATABASE ... TEMPLATE): each sample starts from the same state."""
+    drop_database(server, name)
     with admin(server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
     return sa.create_engine(server_url(server, name).render_as_string(hide_password=False), poolclass=sa.pool.NullPool)
+
+
+def seeded_database(server: Any, name: str, embedder: Embedder, texts: list[str]) -> None:
+    """A database at 0001 holding `texts` with `embedder`'s vectors, to copy from."""
+    engine = fresh_database(server, name)
+    seed(engine, embedder, texts)
+    engine.dispose()
 
 
 def seed(engine: sa.Engine, embedder: Embedder, contents: list[str]) -> list[uuid.UUID]:

@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import sqlalchemy as sa
-from _bench_db import ROOT, STORE, admin, copy_database
+from _bench_db import ROOT, STORE, copy_database, drop_database, memories
 from _bench_stats import DEFAULT_REPEATS, Figure
-from psycopg import sql
 
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import DEFAULT_TARGET
@@ -66,8 +65,7 @@ def template(server: Any, name: str, tree: Path, texts: list[str]) -> None:
     from vestige_embed import HashEmbedder
     from vestige_embed.settings.embedded import ensure_database, server_url
 
-    with admin(server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(server, name)
     ensure_database(server, name)
     url = server_url(server, name).render_as_string(hide_password=False)
     env = {**os.environ, "PYTHONPATH": str(tree), "VESTIGE_DATABASE_URL": url}
@@ -100,8 +98,7 @@ def sample(server: Any, template: str, tree: Path, model: str, results: dict[str
         if not Path(found["module"]).is_relative_to(tree):
             raise RuntimeError(f"the child imported {found['module']}, not the tree under test {tree}")
     finally:
-        with admin(server) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("ab_sample")))
+        drop_database(server, "ab_sample")
     results.setdefault(str(tree), []).append(found["secs"])
     return float(found["rate"])
 
@@ -139,12 +136,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vestige-bench-ab-") as tmp,
         start_server(Path(tmp) / "pgdata") as server,
     ):
-        memories = [
-            f"memory number {i} talks about rust and async, postgres and vector search" for i in range(args.rows)
-        ]
         docs = [d.content for d in stdlib_docs()][: args.minilm_rows]
         run = partial(compare, server, trees=trees, repeats=args.repeats)
-        run(f"hashing embedder, {args.rows} rows", memories, "hash")
+        run(f"hashing embedder, {args.rows} rows", memories(args.rows), "hash")
         run(f"all-MiniLM-L6-v2, {len(docs)} stdlib docstrings", docs, MINILM)
 
 

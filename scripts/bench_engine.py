@@ -37,10 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _bench_common import peak_rss_mb
-from _bench_db import STORE, admin, copy_database, fresh_database, seed
+from _bench_db import STORE, copy_database, drop_database, fresh_database, memories, seed, seeded_database
 from _bench_stats import DEFAULT_REPEATS, alternate, ratio_line
 from _bench_writes import write_copy, write_per_row
-from psycopg import sql
 
 from vestige_embed import Embedder, HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
 from vestige_embed.demo.corpus import stdlib_docs
@@ -59,10 +58,6 @@ SAMPLE = "sample"
 WriteFn = Callable[[sa.Connection, str, Sequence[Any], np.ndarray], int]  # type: ignore[type-arg]
 
 
-def memories(n: int) -> list[str]:
-    return [f"memory number {i} talks about rust and async, postgres and vector search" for i in range(n)]
-
-
 def with_repeats(texts: list[str], share: float) -> list[str]:
     """`texts`, with the last `share` of them replaced by copies of earlier ones, shuffled."""
     distinct = texts[: round(len(texts) * (1 - share))]
@@ -72,12 +67,6 @@ def with_repeats(texts: list[str], share: float) -> list[str]:
     return out
 
 
-def template(server: Any, name: str, embedder: Embedder, texts: list[str]) -> None:
-    engine = fresh_database(server, name)
-    seed(engine, embedder, texts)
-    engine.dispose()
-
-
 def on_copy(server: Any, name: str, measure: Callable[[sa.Engine], float]) -> float:
     """`measure` on a fresh copy of database `name`, dropped afterwards."""
     engine = copy_database(server, name, SAMPLE)
@@ -85,8 +74,7 @@ def on_copy(server: Any, name: str, measure: Callable[[sa.Engine], float]) -> fl
         return measure(engine)
     finally:
         engine.dispose()
-        with admin(server) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(SAMPLE)))
+        drop_database(server, SAMPLE)
 
 
 def pure_rate(embedder: Embedder, texts: list[str]) -> float:
@@ -161,7 +149,7 @@ def measure_rss(server: Any, rows: int) -> dict[str, float]:
 
 def hashing(server: Any, rows: int, repeats: int) -> None:
     texts = memories(rows)
-    template(server, "hash_store", HashEmbedder(256), texts)
+    seeded_database(server, "hash_store", HashEmbedder(256), texts)
     hasher = HashEmbedder(384)
     print(f"\nhashing embedder, {rows} rows, batches of {BATCH} (rows/s):")
     figures = alternate(
@@ -186,8 +174,8 @@ def hashing(server: Any, rows: int, repeats: int) -> None:
 def minilm(server: Any, rows: int, repeats: int) -> None:
     docs = [d.content for d in stdlib_docs()][:rows]
     repeated = with_repeats(docs, REPEATED)
-    template(server, "minilm_store", HashEmbedder(256), docs)
-    template(server, "repeats_store", HashEmbedder(256), repeated)
+    seeded_database(server, "minilm_store", HashEmbedder(256), docs)
+    seeded_database(server, "repeats_store", HashEmbedder(256), repeated)
     model = resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir)
     distinct = len(set(repeated))
     print(f"\nall-MiniLM-L6-v2, {rows} stdlib docstrings, threads: one per core (texts or rows/s):")
@@ -211,7 +199,7 @@ def minilm(server: Any, rows: int, repeats: int) -> None:
 
 
 def hnsw(server: Any, rows: int, repeats: int) -> None:
-    template(server, "index_store", HashEmbedder(384), memories(rows))
+    seeded_database(server, "index_store", HashEmbedder(384), memories(rows))
     plan = ReembedPlan()
     settings = STORE.build_settings(
         rows,

@@ -24,20 +24,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _bench_db import copy_database, fresh_database, seed
+from _bench_db import copy_database, docstring_texts, fresh_database, seed
 
 from vestige_embed import Embedder, HashEmbedder, ReembedPlan, dry_run_reembed, resolve_embedder, run_reembed
-from vestige_embed.demo.corpus import stdlib_docs
 from vestige_embed.settings.config import load_settings
 from vestige_embed.settings.embedded import start_server
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 FACTOR = 1.5
-
-
-def texts(rows: int) -> list[str]:
-    docs = [d.content for d in stdlib_docs()]
-    return [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
 
 
 def timed_run(server: Any, embedder: Embedder, plan: ReembedPlan, name: str) -> float:
@@ -52,7 +46,7 @@ def timed_run(server: Any, embedder: Embedder, plan: ReembedPlan, name: str) -> 
 
 def compare(server: Any, embedder: Embedder, rows: int) -> list[bool]:
     engine = fresh_database(server, "estimate_store")
-    seed(engine, HashEmbedder(256), texts(rows))
+    seed(engine, HashEmbedder(256), docstring_texts(rows))
     with engine.connect() as conn:
         found = dry_run_reembed(conn, embedder, ReembedPlan(commit_batches=True)).estimate
         conn.rollback()

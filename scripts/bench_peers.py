@@ -38,12 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _bench_common import peak_rss_mb
-from _bench_db import STORE, admin, copy_database, fresh_database, seed
+from _bench_db import STORE, copy_database, docstring_texts, drop_database, seeded_database
 from _bench_stats import DEFAULT_REPEATS, Figure, alternate
-from psycopg import sql
 
 from vestige_embed import Embedder, HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
-from vestige_embed.demo.corpus import stdlib_docs
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.settings.config import load_settings
 from vestige_embed.target import ModelSignature
@@ -153,18 +151,13 @@ def sample(server: Any, contender: str, model: str, rss: dict[str, list[float]])
             raise RuntimeError(f"{contender}: {out.stderr[-1500:]}")
         found = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
-        with admin(server) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier("peer_sample")))
+        drop_database(server, "peer_sample")
     rss.setdefault(contender, []).append(found["peak_mb"])
     return float(found["secs"])
 
 
 def compare(server: Any, model: str, rows: int, repeats: int, contenders: list[str]) -> None:
-    docs = [d.content for d in stdlib_docs()]
-    texts = [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
-    engine = fresh_database(server, "peers_store")
-    seed(engine, OldModel(), texts)
-    engine.dispose()
+    seeded_database(server, "peers_store", OldModel(), docstring_texts(rows))  # type: ignore[arg-type]
     rss: dict[str, list[float]] = {}
     print(f"\n{'vestige/hash-384' if model == 'hash' else MINILM}, {rows} rows (wall seconds, model loaded):")
     figures = alternate({c: partial(sample, server, c, model, rss) for c in contenders}, repeats, "s")

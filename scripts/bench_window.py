@@ -20,25 +20,21 @@ Run: `make bench` (or `make bench-quick`), or
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _bench_db import copy_database, fresh_database, seed
+from _bench_db import copy_database, docstring_texts, fresh_database, seed
 from _bench_stats import DEFAULT_REPEATS, Figure
 
 from vestige_embed import Embedder, HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage
-from vestige_embed.demo.corpus import stdlib_docs
+from vestige_embed.run.context import own_autocommit_block
 from vestige_embed.run.plan import TypmodApproach
 from vestige_embed.run.staging import drop_staging
 from vestige_embed.settings.config import load_settings
@@ -50,38 +46,16 @@ TEMPLATE = "window_template"
 SECONDS_TARGET = 1.0
 
 
-def texts(rows: int) -> list[str]:
-    docs = [d.content for d in stdlib_docs()]
-    return [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
-
-
 def build_template(server: Any, rows: int, embedder: Embedder) -> float:
     """A database at 0001 with `rows` rows on hash-256 and MiniLM vectors staged; returns staging secs."""
     engine = fresh_database(server, TEMPLATE)
-    seed(engine, HashEmbedder(256), texts(rows))
+    seed(engine, HashEmbedder(256), docstring_texts(rows))
     started = time.perf_counter()
     with engine.connect() as conn:
         stage(conn, embedder)
     staged = time.perf_counter() - started
     engine.dispose()
     return staged
-
-
-def alembic_block(conn: sa.Connection) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    """What Alembic's autocommit_block() does online: commit, run in AUTOCOMMIT, begin again."""
-
-    @contextlib.contextmanager
-    def block() -> Iterator[None]:
-        conn.commit()
-        level = conn.get_isolation_level()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            yield
-        finally:
-            conn.commit()
-            conn.execution_options(isolation_level=level)
-
-    return block
 
 
 def measure(server: Any, embedder: Embedder, plan: ReembedPlan, *, staged: bool) -> dict[str, float]:
@@ -92,7 +66,7 @@ def measure(server: Any, embedder: Embedder, plan: ReembedPlan, *, staged: bool)
                 drop_staging(conn)
         started = time.perf_counter()
         with engine.connect() as conn:
-            block = None if plan.commit_batches else alembic_block(conn)
+            block = None if plan.commit_batches else own_autocommit_block(conn)  # as Alembic's
             report = run_reembed(conn, embedder, plan, autocommit_block=block)
             conn.commit()
         total = time.perf_counter() - started

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _bench_db import ROOT, STORE, admin, fresh_database, seed
+from _bench_db import ROOT, STORE, admin, docstring_texts, fresh_database, seed
 
 from vestige_embed import (
     HashEmbedder,
@@ -59,7 +59,6 @@ from vestige_embed import (
     run_reembed,
     stage_written,
 )
-from vestige_embed.demo.corpus import stdlib_docs
 from vestige_embed.embedders.base import Embedder
 from vestige_embed.run.staging import stage
 from vestige_embed.settings.config import load_settings
@@ -89,11 +88,6 @@ def embedder_named(name: str, dimension: int, threads: int | None = None) -> Emb
         found = resolve_embedder(name, dimension, models_dir=load_settings().models_dir, threads=threads)
         _embedders[name, threads] = found
     return _embedders[name, threads]
-
-
-def texts(rows: int) -> list[str]:
-    docs = [d.content for d in stdlib_docs()]
-    return [f"{docs[i % len(docs)]} (memory {i})" for i in range(rows)]
 
 
 def writer(url: str, stop: Path) -> None:
@@ -399,7 +393,7 @@ def main() -> None:
         return
     if args.log:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S")
-    corpus = texts(args.rows)
+    corpus = docstring_texts(args.rows)
     rate = f"writer {WRITES_PER_SEC:.0f} tx/s (insert + edit), searcher {SEARCHES_PER_SEC:.0f}/s"
     print(f"rows: {args.rows}  hash-256 -> {MINILM}  {rate}  cpus: {os.cpu_count()}")
     started = time.perf_counter()

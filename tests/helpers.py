@@ -18,6 +18,7 @@ import psycopg
 import sqlalchemy as sa
 
 from vestige_embed.embedders.base import Embedder, Matrix
+from vestige_embed.run.context import AutocommitBlock, own_autocommit_block
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import RegistryRow, read_registry
 from vestige_embed.store.writes import VectorWriter
@@ -160,18 +161,6 @@ def run_psql(postgresql: psycopg.Connection[Any], script: Path) -> subprocess.Co
     )
 
 
-def autocommit_block(conn: sa.Connection):  # type: ignore[no-untyped-def]
-    """What Alembic's autocommit_block() does online: commit, run in AUTOCOMMIT, begin again."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def block():  # type: ignore[no-untyped-def]
-        conn.commit()
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            yield
-        finally:
-            conn.commit()
-            conn.execution_options(isolation_level="READ COMMITTED")
-
-    return block
+def autocommit_block(conn: sa.Connection) -> AutocommitBlock:
+    """What Alembic passes a revision online (the engine's own stand-in does the same)."""
+    return own_autocommit_block(conn)

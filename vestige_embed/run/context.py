@@ -20,6 +20,24 @@ from vestige_embed.target.statements import current_setting, set_setting
 AutocommitBlock = Callable[[], AbstractContextManager[object]]
 
 
+def own_autocommit_block(conn: Connection) -> AutocommitBlock:
+    """What Alembic's `autocommit_block()` does online, for runs without Alembic: commit,
+    run the block in AUTOCOMMIT, then return to the connection's isolation level."""
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        conn.commit()
+        level = conn.get_isolation_level()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+        finally:
+            conn.commit()  # ends SQLAlchemy's autobegun (no-op) transaction
+            conn.execution_options(isolation_level=level)
+
+    return block
+
+
 @dataclass
 class Clock:
     """Times the steps and how long writers are locked out; the report is built from it."""

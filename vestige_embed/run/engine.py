@@ -65,7 +65,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 
 from sqlalchemy.engine import Connection
@@ -73,7 +72,7 @@ from sqlalchemy.engine import Connection
 from vestige_embed.embedders.base import Embedder
 from vestige_embed.errors import ReembedError
 from vestige_embed.run import steps
-from vestige_embed.run.context import AutocommitBlock, Run
+from vestige_embed.run.context import AutocommitBlock, Run, own_autocommit_block
 from vestige_embed.run.estimate import estimate
 from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import NoProgress, Progress
@@ -117,7 +116,7 @@ def run_reembed(
             + ("Store the target as halfvec (up to 4000), or choose " if limit < 4000 else "Choose ")
             + f"a model of at most {limit} dimensions."
         )
-    block = autocommit_block or (lambda: _own_autocommit_block(conn))
+    block = autocommit_block or own_autocommit_block(conn)
     run = Run(conn, embedder, plan, target, current, progress or NoProgress(), block)
     if _prebuilds(run, can_commit=plan.commit_batches or autocommit_block is not None):
         plan = replace(plan, concurrent_index=True)
@@ -226,14 +225,13 @@ def dry_run_reembed(
 ) -> DryRunSummary:
     """What `run_reembed` would do, and how long it would take: reads the registry, counts
     rows, and measures (`run.estimate`: the model on a sample of rows, an index build on a
-    scratch table). Writes nothing to the store; the caller rolls back."""
+    scratch table, dropped again). Writes nothing to the store."""
     plan = plan or ReembedPlan()
     current = read_registry(conn, target)
     signature = embedder.signature()
     noop = current.signature == signature and current.state is ModelState.READY
-    st = Statements(target)
-    rows = 0 if noop else catalog.count(conn, st.count_rows())
-    measured = None if noop else estimate(conn, st, embedder, rows, plan.batch_size)
+    measured = None if noop else estimate(conn, Statements(target), embedder, plan.batch_size)
+    rows = 0 if measured is None else measured.rows
     staged = plan.commit_batches or plan.concurrent_index
     seconds = 0.0 if measured is None else measured.staged_secs if staged else measured.in_place_secs
     return DryRunSummary(
@@ -245,16 +243,3 @@ def dry_run_reembed(
         would_alter_typmod=current.signature.dimension != signature.dimension,
         estimate=measured,
     )
-
-
-@contextlib.contextmanager
-def _own_autocommit_block(conn: Connection) -> Iterator[None]:
-    """Batched mode's stand-in for Alembic's autocommit_block()."""
-    conn.commit()
-    level = conn.get_isolation_level()
-    conn.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        yield
-    finally:
-        conn.commit()  # ends SQLAlchemy's autobegun (no-op) transaction
-        conn.execution_options(isolation_level=level)

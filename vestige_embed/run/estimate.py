@@ -17,7 +17,6 @@ from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder
 from vestige_embed.run.plan import Estimate
-from vestige_embed.store import catalog
 from vestige_embed.target import Statements
 
 #: Rows of the store embedded to time the model (a caller batch's worth at most).
@@ -30,9 +29,9 @@ WRITE_ROWS_PER_SEC = 35_000.0
 COPY_ROWS_PER_SEC = 50_000.0
 
 
-def estimate(conn: Connection, st: Statements, embedder: Embedder, rows: int, batch_size: int) -> Estimate:
-    """Measure, then add up each path. Leaves nothing behind (the caller rolls back)."""
-    distinct = catalog.count(conn, st.count_distinct_contents())
+def estimate(conn: Connection, st: Statements, embedder: Embedder, batch_size: int) -> Estimate:
+    """Measure, then add up each path. Leaves nothing behind in the store."""
+    rows, distinct = (int(n) for n in conn.execute(st.count_rows_and_contents()).one())
     sample_secs, sampled = _time_sample(conn, st, embedder, rows)
     rate = sampled / sample_secs if sample_secs > 0 else math.inf
     calibration = _time_index_build(conn, st, embedder.dimension)

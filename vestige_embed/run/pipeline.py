@@ -97,13 +97,14 @@ def run_pipeline(
             if todo.future is not None
             else np.empty((0, embedder.dimension), dtype=np.float32)
         )
-        vectors = {**last, **todo.known, **dict(zip(todo.texts, fresh, strict=True))}
-        # No repeats (the usual batch): the embedder's matrix is already in row order.
-        matrix = fresh if len(todo.texts) == len(batch.texts) else np.stack([vectors[t] for t in batch.texts])
+        if len(todo.texts) == len(batch.texts):  # no repeats, the usual batch: already in row order
+            matrix, last = fresh, dict(zip(batch.texts, fresh, strict=True))
+        else:
+            vectors = {**last, **todo.known, **dict(zip(todo.texts, fresh, strict=True))}
+            matrix, last = np.stack([vectors[t] for t in batch.texts]), {t: vectors[t] for t in batch.texts}
         count = write(batch, matrix)
         if on_batch is not None:
             on_batch()
-        last = {t: vectors[t] for t in batch.texts}
         number += 1
         written += count
         log.info("%s: wrote batch %d (%d rows)", label, number, count)

@@ -56,11 +56,13 @@ def stage_first(run: Run) -> None:
 
 
 def unstaged_rows(run: Run) -> tuple[int, int]:
-    """(rows without a fresh staged vector for the run's model, rows)."""
-    rows = catalog.count(run.conn, run.st.count_rows())
+    """(rows without a fresh staged vector for the run's model, rows), in one scan."""
     if not catalog.staging_exists(run.conn, run.st):
+        rows = catalog.count(run.conn, run.st.count_rows())
         return rows, rows
-    return catalog.count(run.conn, run.st.count_rows(sa.not_(run.st.fresh_staged(run.signature)))), rows
+    stale = sa.not_(run.st.fresh_staged(run.signature))
+    rows, unstaged = run.conn.execute(run.st.count_rows_and_matching(stale)).one()
+    return int(unstaged), int(rows)
 
 
 def choose_strategy(run: Run) -> Strategy:

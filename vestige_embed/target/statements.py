@@ -405,19 +405,20 @@ class Statements:
         content = sa.func.coalesce(sampled.c[column], "") if self.target.content_is_column else self.content
         return sa.select(content).select_from(sampled).limit(sa.bindparam("size", type_=sa.Integer))
 
-    def count_distinct_contents(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
-        """Distinct contents: what a run embeds (each once)."""
-        return self.count_rows(where).with_only_columns(sa.func.count(sa.distinct(self.content_hash)))
+    def count_rows_and_contents(self) -> sa.Select[Any]:
+        """`(rows, distinct contents)` in one scan: a run embeds each distinct content once."""
+        counts = self.count_rows().with_only_columns(sa.func.count(), sa.func.count(sa.distinct(self.content_hash)))
+        return cast(sa.Select[Any], counts)
 
     def calibration_build(self, dimension: int) -> list[sa.Executable]:
-        """A scratch table (TEMPORARY, dropped at commit or rollback) of `:rows` random
-        vectors and the target's HNSW index over it: how fast this server builds one."""
+        """A scratch table (TEMPORARY: this session only; `drop_calibration` removes it) of
+        `:rows` random vectors and the target's HNSW index over it: how fast this server
+        builds one."""
         table = sa.Table(
             CALIBRATION_TABLE,
             sa.MetaData(),
             sa.Column("v", vector_type(self.target.storage, dimension)),
             prefixes=["TEMPORARY"],
-            postgresql_on_commit="DROP",
         )
         rows = sa.func.generate_series(1, sa.bindparam("rows", type_=sa.Integer)).table_valued("g").render_derived()
         values = sa.func.generate_series(1, dimension).table_valued("d").render_derived()
@@ -493,6 +494,10 @@ class Statements:
     def count_rows(self, where: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
         query = sa.select(sa.func.count()).select_from(self.table)
         return query if where is None else query.where(where)
+
+    def count_rows_and_matching(self, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        """`(rows, rows matching where)` in one scan."""
+        return cast(sa.Select[Any], self.count_rows().with_only_columns(sa.func.count(), sa.func.count().filter(where)))
 
     def count_rows_without_vector(self) -> sa.Select[Any]:
         return self.count_rows(self.table.c[self.target.embedding].is_(None))
