@@ -1,6 +1,7 @@
 # vestige-embed: every target creates .venv and installs into it when needed.
 #   make demo    the whole job on the embedded PostgreSQL (first thing to run)
-#   make test    the test suite (embedded PostgreSQL + pgvector, real MiniLM, offline)
+#   make test    the test suite but its slow tests (embedded PostgreSQL + pgvector, real MiniLM, offline)
+#   make test-slow  the slow tests (CI runs both)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +20,7 @@ PEER_PACKAGES := langchain-postgres
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 14
 
-.PHONY: help usage-stage usage-revision usage-reembed venv models demo test lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
+.PHONY: help usage-stage usage-revision usage-reembed venv models demo test test-slow lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
 
 # Installation talks on stderr only, so `make sql > change.sql` holds nothing but SQL.
 $(STAMP): pyproject.toml
@@ -41,8 +42,12 @@ models: $(DEPS) ## assemble the offline all-MiniLM-L6-v2 folder in .vestige/mode
 demo: models ## the whole job on the embedded PostgreSQL (first thing to run)
 	$(OFFLINE) $(BIN)/vestige demo
 
-test: models ## the test suite (embedded PostgreSQL + pgvector, real MiniLM, offline)
-	$(OFFLINE) $(PY) -m pytest
+test: models ## the test suite but its slow tests, under 2 minutes (embedded PostgreSQL + pgvector, real MiniLM, offline)
+	$(OFFLINE) $(PY) -m pytest -m "not slow"
+
+# Seconds-long concurrency, rewrite and make-driven tests; CI runs them after `make test`.
+test-slow: models ## the slow tests only (concurrent writers, rewrites, make targets); CI runs them
+	$(OFFLINE) $(PY) -m pytest -m slow
 
 lint: $(DEPS) ## ruff and mypy
 	$(BIN)/ruff check .

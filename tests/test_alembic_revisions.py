@@ -46,6 +46,7 @@ def assert_store_on(engine: sa.Engine, model: str, dimension: int) -> None:
     np.testing.assert_allclose(np.vstack([vectors[i] for i in ids]), expected, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_upgrade_downgrade_upgrade_moves_every_row_between_models(base_schema: sa.Engine, db_url: str) -> None:
     with base_schema.begin() as conn:
         seed_store(conn, HashEmbedder(256), TEXTS)
@@ -90,6 +91,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_generated_revision_applies_and_reverts(project: Path, db_url: str, engine: sa.Engine) -> None:
     made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
     assert made.returncode == 0, made.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -178,7 +180,7 @@ def test_status_json_reports_registry_revision_column_index_rows(base_schema: sa
     result = run_tool("vestige", "migrate", "status", "--json", url=db_url)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["alembic"] == {"current": "0001", "head": HEAD}
+    assert status["alembic"] == {"current": "0001", "head": HEAD, "model": "vestige/hash-256"}
     assert status["registry"]["name"] == "vestige/hash-256"
     assert status["registry"]["state"] == "ready"
     assert status["column_dimension"] == 256
@@ -278,3 +280,22 @@ def test_a_failure_is_one_line_unless_verbose_asks_for_the_traceback(flags: tupl
     assert "error: database:" in result.stderr
     assert ("Traceback" in result.stderr) == bool(flags)
     assert "hunter2" not in result.stderr
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "vestige") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_command_describes_itself_and_every_option_has_help() -> None:
+    from vestige_embed.cli.main import _parser
+
+    for path, parser in _commands(_parser()):
+        assert parser.description and parser.epilog, path
+        assert "exit codes:" in parser.epilog, path
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{path} {action.option_strings}"

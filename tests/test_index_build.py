@@ -58,6 +58,7 @@ def small_shm_url() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_parallel_build_short_of_shared_memory_is_built_again_without_workers(
     small_shm_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -89,6 +90,7 @@ def test_a_parallel_build_short_of_shared_memory_is_built_again_without_workers(
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_statement_timeout_shorter_than_the_rewrite_does_not_stop_it(base_schema: sa.Engine, db_url: str) -> None:
     with base_schema.begin() as conn:
         seed_store(conn, HashEmbedder(64), memories(6000))

@@ -49,6 +49,7 @@ def registry_model(engine: sa.Engine) -> tuple[str, int]:
     return signature.name, signature.dimension
 
 
+@pytest.mark.slow
 def test_make_upgrade_and_downgrade(seeded: sa.Engine, db_url: str) -> None:
     up = make("upgrade", url=db_url)
     assert up.returncode == 0, up.stderr
@@ -74,6 +75,7 @@ def test_make_sql_prints_the_offline_script_on_stdout(db_url: str) -> None:
     assert "UPDATE alembic_version SET version_num='0002'" in result.stdout
 
 
+@pytest.mark.slow
 def test_make_stage_then_upgrade_uses_the_staged_vectors(seeded: sa.Engine, db_url: str) -> None:
     staged = make("stage", f"MODEL={MINILM}", "DIM=384", url=db_url)
     assert staged.returncode == 0, staged.stderr

@@ -154,6 +154,7 @@ def test_batched_change_with_a_contract_writer_catches_up_rows_written_meanwhile
     assert_never_mixed(store, summary, cleared_allowed=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prebuild", [True, False], ids=["swap", "in_place"])
 def test_batched_change_catches_up_rows_a_writer_did_not_stage(
     store: sa.Engine, db_url: str, tmp_path: Path, prebuild: bool
@@ -209,6 +210,7 @@ def test_a_second_run_on_the_same_target_is_refused_at_once_naming_the_first(sto
         assert registry_of(conn).signature == NEW.signature()
 
 
+@pytest.mark.slow
 def test_the_swap_builds_its_index_while_writers_write(base_schema: sa.Engine, db_url: str) -> None:
     rows = 12_000
     with base_schema.begin() as conn:
@@ -246,6 +248,7 @@ def test_the_swap_builds_its_index_while_writers_write(base_schema: sa.Engine, d
     assert wrote_during_build and wrote_during_build[0] < 1.0, "a write waited for the index build"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("concurrent", [False, True])
 def test_the_index_build_runs_with_its_memory_setting(base_schema: sa.Engine, concurrent: bool) -> None:
     """pgvector says so when the graph outgrows maintenance_work_mem: at 1MB it must."""
@@ -267,6 +270,7 @@ def test_the_index_build_runs_with_its_memory_setting(base_schema: sa.Engine, co
     assert any("no longer fits into maintenance_work_mem" in n for n in notices), notices
 
 
+@pytest.mark.slow
 def test_offline_script_locks_writers_out_before_its_guard(
     postgresql: psycopg.Connection[Any], store: sa.Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -290,6 +294,7 @@ def test_offline_script_locks_writers_out_before_its_guard(
     assert results and results[0].returncode == 0, results[0].stderr if results else "psql did not finish"
 
 
+@pytest.mark.slow
 def test_offline_script_with_a_contract_writer_ends_all_in_the_new_space(
     postgresql: psycopg.Connection[Any], store: sa.Engine, db_url: str, tmp_path: Path
 ) -> None:

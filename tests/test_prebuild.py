@@ -65,6 +65,7 @@ def test_an_atomic_change_without_an_autocommit_block_says_why(
     assert "no autocommit block for CREATE INDEX CONCURRENTLY" in caplog.text
 
 
+@pytest.mark.slow
 def test_the_operator_turns_prebuilding_off_for_an_alembic_upgrade(base_schema: sa.Engine, db_url: str) -> None:
     with base_schema.begin() as conn:
         seed_store(conn, OLD, memories(10))

@@ -225,6 +225,7 @@ def at_base_with_rows(url: str, ids: list[uuid.UUID]) -> sa.Engine:
     return engine
 
 
+@pytest.mark.slow
 def test_offline_script_on_staged_database_equals_online_path(
     postgresql: psycopg.Connection,
     db_url: str,
@@ -272,6 +273,7 @@ def test_offline_script_stops_at_the_guard_when_nothing_is_staged(
         "UPDATE knowledge_nodes SET content = 'edited' WHERE content LIKE '%number 9 %'",
     ],
 )
+@pytest.mark.slow
 def test_offline_script_stops_at_the_guard_when_staging_is_stale(
     postgresql: psycopg.Connection,
     store: sa.Engine,
@@ -361,6 +363,7 @@ def test_vectors_staged_for_another_model_survive_a_change(store: sa.Engine) -> 
     assert staged == ROWS
 
 
+@pytest.mark.slow
 def test_offline_script_rewrites_the_table_on_a_same_size_change_so_the_index_holds_only_new_vectors(
     postgresql: psycopg.Connection,  # type: ignore[type-arg]
     base_schema: sa.Engine,

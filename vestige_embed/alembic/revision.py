@@ -18,11 +18,20 @@ def head_model(script: ScriptDirectory) -> tuple[str, int, str]:
     heads = script.get_heads()
     if len(heads) != 1:
         raise ConfigError(f"the script directory has {len(heads)} heads ({', '.join(heads)}); merge them first")
-    for rev in script.walk_revisions("base", heads[0]):
+    found = model_at(script, heads[0])
+    if found is None:
+        raise ConfigError("no revision in the history declares `embedding_model`; is 0001 (the base schema) there?")
+    return found[0], found[1], heads[0]
+
+
+def model_at(script: ScriptDirectory, revision: str) -> tuple[str, int] | None:
+    """`(model, dimension)` the store is on at `revision`: the nearest revision at or below it
+    that declares `embedding_model`; None when none does."""
+    for rev in script.walk_revisions("base", revision):
         module: Any = rev.module
         if hasattr(module, "embedding_model"):
-            return str(module.embedding_model), int(module.embedding_dimension), heads[0]
-    raise ConfigError("no revision in the history declares `embedding_model`; is 0001 (the base schema) there?")
+            return str(module.embedding_model), int(module.embedding_dimension)
+    return None
 
 
 def docstring_safe(message: str) -> str:

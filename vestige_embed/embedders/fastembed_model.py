@@ -36,6 +36,30 @@ _CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 @functools.cache
+def route_fastembed_logs() -> None:
+    """fastembed logs through loguru, in loguru's own format on stderr, between our lines.
+    Its records go to `logging` instead (our format, Alembic's logging configuration). Only
+    loguru's default sink is replaced, by one that keeps every other library's records."""
+    import sys
+
+    try:
+        from loguru import logger
+    except ImportError:  # a fastembed that logs through `logging` already
+        return
+
+    def to_logging(message: Any) -> None:
+        record = message.record
+        logging.getLogger(record["name"] or "fastembed").log(record["level"].no, "%s", record["message"])
+
+    logger.add(to_logging, level="DEBUG", filter="fastembed", format="{message}")
+    try:
+        logger.remove(0)  # the default sink; gone already if the application configured loguru
+    except ValueError:
+        return
+    logger.add(sys.stderr, filter=lambda record: not str(record["name"]).startswith("fastembed"))
+
+
+@functools.cache
 def supported_models() -> dict[str, dict[str, Any]]:
     """fastembed's dense text models by name, with their descriptions."""
     from fastembed import TextEmbedding
@@ -140,6 +164,7 @@ class FastembedEmbedder:
     def _load(self) -> Any:
         from fastembed import TextEmbedding
 
+        route_fastembed_logs()
         if self._folder is not None:
             if not holds_model(self._folder, self._model_file):
                 raise ModelIntegrityError(

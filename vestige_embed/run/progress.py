@@ -1,15 +1,17 @@
 """Progress of a data pass: the protocol the run reports to, and its two displays.
 
-A bar on a terminal, periodic log lines in deploy logs. Both go through `logging`
-(the bar redraws one stderr line), so Alembic's logging configuration applies.
+A tqdm bar on a terminal (log records print above it, not through it), periodic log
+lines in deploy logs, where a redrawn line would be noise. Both say rows, rows/s and ETA
+only once there is a rate to say them from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 
 class Progress(Protocol):
@@ -34,18 +36,14 @@ class NoProgress:
 log = logging.getLogger("vestige_embed.progress")
 
 LOG_EVERY_SECS = 10.0
-_BAR_WIDTH = 30
 
 
-def _eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
-    rate = done / elapsed if elapsed > 0 else 0.0
-    if rate <= 0 or done >= total:
-        return rate, "0s"
-    return rate, f"{(total - done) / rate:.0f}s"
+def _nothing_to_do(label: str) -> None:
+    log.info("%s: nothing to embed (every row is staged or up to date)", label)
 
 
 class LogProgress:
-    """`label: 1200/4700 rows (25%), 310 rows/s, ETA 11s` every LOG_EVERY_SECS."""
+    """`label: 1,200/4,700 rows (26%), 310 rows/s, ETA 00:11` every LOG_EVERY_SECS."""
 
     def __init__(self, label: str, every: float = LOG_EVERY_SECS) -> None:
         self.label, self.every = label, every
@@ -55,70 +53,65 @@ class LogProgress:
     def start(self, total: int) -> None:
         self.total, self.done = total, 0
         self.started = self.last = time.monotonic()
+        if total == 0:
+            _nothing_to_do(self.label)
+        else:
+            log.info("%s: %s rows to embed", self.label, f"{total:,}")
 
     def advance(self, rows: int) -> None:
         self.done += rows
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            self._line(now)
+            log.info("%s", self.line(now - self.started))
 
     def finish(self) -> None:
-        self._line(time.monotonic())
+        if self.total:
+            log.info("%s", self.line(time.monotonic() - self.started))
 
-    def _line(self, now: float) -> None:
-        rate, eta = _eta(self.done, self.total, now - self.started)
-        pct = 100 * self.done / self.total if self.total else 100.0
-        log.info("%s: %d/%d rows (%.0f%%), %.0f rows/s, ETA %s", self.label, self.done, self.total, pct, rate, eta)
+    def line(self, elapsed: float) -> str:
+        from tqdm import tqdm
 
-
-class _ClearBar(logging.Filter):
-    """Erases the bar's line before a log record is written to the same terminal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.stream.write("\r\033[K")
-        return True
+        head = f"{self.label}: {self.done:,}/{self.total:,} rows ({100 * self.done / self.total:.0f}%)"
+        if self.done == 0 or elapsed <= 0:
+            return f"{head}, rate not measured yet"
+        rate = self.done / elapsed
+        left = tqdm.format_interval((self.total - self.done) / rate)
+        return f"{head}, {rate:,.0f} rows/s, ETA {left}, {tqdm.format_interval(elapsed)} so far"
 
 
 class BarProgress:
-    """One redrawn line on the terminal: bar, rows, rows/s, ETA. Log lines print above it."""
+    """tqdm's bar; while it shows, the console's log records are written above it."""
 
     def __init__(self, label: str, stream: TextIO) -> None:
         self.label, self.stream = label, stream
-        self.total = self.done = 0
-        self.started = 0.0
-        self._clear = _ClearBar(stream)
-        self._handlers: list[logging.Handler] = []
+        self._bar: Any = None
+        self._redirect: contextlib.ExitStack | None = None
 
     def start(self, total: int) -> None:
-        self.total, self.done, self.started = total, 0, time.monotonic()
-        self._handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is self.stream]
-        for handler in self._handlers:
-            handler.addFilter(self._clear)
-        self._draw()
+        if total == 0:
+            _nothing_to_do(self.label)
+            return
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect = contextlib.ExitStack()
+        self._redirect.enter_context(logging_redirect_tqdm())
+        self._bar = tqdm(
+            total=total, desc=self.label, unit=" rows", unit_scale=False, file=self.stream, dynamic_ncols=True
+        )
 
     def advance(self, rows: int) -> None:
-        self.done += rows
-        self._draw()
+        if self._bar is not None:
+            self._bar.update(rows)
 
     def finish(self) -> None:
-        for handler in self._handlers:
-            handler.removeFilter(self._clear)
-        self._draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def _draw(self) -> None:
-        rate, eta = _eta(self.done, self.total, time.monotonic() - self.started)
-        frac = self.done / self.total if self.total else 1.0
-        filled = int(frac * _BAR_WIDTH)
-        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} rows  {rate:,.0f} rows/s  ETA {eta}   ")
-        self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.close()
+            self._redirect = None
 
 
 def progress_for(label: str, stream: TextIO | None = None) -> Progress:
