@@ -299,3 +299,16 @@ def test_every_command_describes_itself_and_every_option_has_help() -> None:
         for action in parser._actions:
             if not isinstance(action, argparse._SubParsersAction):
                 assert action.help, f"{path} {action.option_strings}"
+
+
+def test_the_database_line_is_a_url_psql_takes_as_printed(base_schema: sa.Engine, db_url: str) -> None:
+    import subprocess
+
+    from tests.helpers import PSQL
+
+    result = run_tool("vestige", "migrate", "status", url=db_url)
+    printed = next(line for line in result.stderr.splitlines() if line.startswith("database: ")).split(" ", 1)[1]
+    assert printed.startswith("postgresql://")
+    psql = subprocess.run([str(PSQL), "-X", "-At", printed, "-c", "SELECT count(*) FROM knowledge_nodes"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (psql.returncode, psql.stdout.strip()) == (0, "0"), psql.stderr

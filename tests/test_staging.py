@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 
 from tests.cli_helpers import run_tool
-from tests.conftest import MODELS_DIR, ROOT
+from tests.conftest import HEAD, MODELS_DIR, ROOT
 from tests.helpers import (
     STORE,
     CountingEmbedder,
@@ -264,6 +264,27 @@ def test_offline_script_stops_at_the_guard_when_nothing_is_staged(
     assert "does not exist: nothing is staged" in result.stderr
     assert f"vestige migrate stage --model {MINILM} --dimension 384" in result.stderr
     _assert_unchanged(before, snapshot(store))
+
+
+@pytest.mark.slow
+def test_a_script_from_an_empty_database_stops_at_the_guard_and_the_written_way_out_finishes_it(
+    postgresql: psycopg.Connection,  # type: ignore[type-arg]
+    db_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+) -> None:
+    result = run_psql(postgresql, offline_script(tmp_path, "head"))
+    assert result.returncode == 3
+    assert "write the script again from the database's revision" in result.stderr
+    with engine.connect() as conn:
+        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    assert revision == "0001"
+    assert run_tool("vestige", "migrate", "stage", "--model", MINILM, url=db_url).returncode == 0
+    result = run_psql(postgresql, offline_script(tmp_path, f"{revision}:head"))
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+        assert registry_of(conn).signature == resolve_embedder(MINILM, models_dir=MODELS_DIR).signature()
 
 
 @pytest.mark.parametrize(

@@ -495,7 +495,11 @@ def _dry_run_text(summary: DryRunSummary) -> str:
                 f"{max(found.staged_window_secs, 0.1):.1f} s (stage, build the new index, swap)",
             ),
             ("alembic upgrade", f"about {found.in_place_secs:,.1f} s, all of it a window, when nothing is staged"),
-            ("of which", f"embedding {found.data_pass_secs:,.1f} s, index build {found.index_secs:,.1f} s"),
+            (
+                "of which",
+                f"embedding {found.data_pass_secs:,.1f} s, index build {found.index_secs:,.1f} s; this command "
+                f"also {found.old_index_insert_secs:,.1f} s of the copy's inserts into the serving index",
+            ),
             ("basis", found.basis()),
         ]
     width = max(len(label) for label, _ in lines)

@@ -230,7 +230,7 @@ def dry_run_reembed(
     current = read_registry(conn, target)
     signature = embedder.signature()
     noop = current.signature == signature and current.state is ModelState.READY
-    measured = None if noop else estimate(conn, Statements(target), embedder, plan.batch_size)
+    measured = None if noop else estimate(conn, Statements(target), embedder, plan)
     rows = 0 if measured is None else measured.rows
     staged = plan.commit_batches or plan.concurrent_index
     seconds = 0.0 if measured is None else measured.staged_secs if staged else measured.in_place_secs

@@ -111,9 +111,13 @@ class Estimate:
     sample_embed_secs: float
     embed_rows_per_sec: float
     calibration_rows: int
+    #: What the scratch index was built over (`target.statements.Calibration`'s words).
+    calibration_vectors: str
     calibration_index_secs: float
     data_pass_secs: float
     index_secs: float
+    #: A staged swap's copy inserts every row into the old index once more.
+    old_index_insert_secs: float
     in_place_secs: float
     staged_secs: float
     staged_window_secs: float
@@ -126,7 +130,8 @@ class Estimate:
             f"embedded {self.sampled_rows} sampled rows in {self.sample_embed_secs:.2f} s "
             f"({self.embed_rows_per_sec:,.0f} rows/s); {self.distinct_contents:,} distinct contents of "
             f"{self.rows:,} rows; writes at {self.write_rows_per_sec:,.0f} rows/s; index: built over "
-            f"{self.calibration_rows:,} random vectors in {self.calibration_index_secs:.2f} s, scaled (n log n)"
+            f"{self.calibration_rows:,} {self.calibration_vectors} in {self.calibration_index_secs:.2f} s, "
+            "scaled (n log n)"
         )
 
 

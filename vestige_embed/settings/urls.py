@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 # sqlalchemy is imported where a URL is parsed: `vestige --help` never pays for it.
 
 DRIVER = "postgresql+psycopg"
-_ACCEPTED_SCHEMES = {"postgres", "postgresql", DRIVER}
+LIBPQ_SCHEME = "postgresql"
+_ACCEPTED_SCHEMES = {"postgres", LIBPQ_SCHEME, DRIVER}
 
 
 def normalize_url(url: str) -> str:
@@ -39,7 +40,8 @@ _MASK = "***"
 
 
 def redact(url: str | URL) -> str:
-    """The URL as it may be printed: never with its password, in the user part or the query."""
+    """The URL as it may be printed: never with its password, in the user part or the query;
+    in libpq's form (no `+psycopg`), so `psql` and `pg_dump` take it as printed."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -47,6 +49,8 @@ def redact(url: str | URL) -> str:
         parsed = make_url(url)
     except ArgumentError:
         return "<unparseable database URL>"
+    if parsed.drivername == DRIVER:
+        parsed = parsed.set(drivername=LIBPQ_SCHEME)
     hidden = {k: _MASK for k in parsed.query if k.lower() in _SECRET_PARAMETERS}
     rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     return rendered.replace(quote(_MASK, safe=""), _MASK)

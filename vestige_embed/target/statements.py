@@ -8,6 +8,7 @@ that comes from outside (the operator writes it, like a revision's DDL).
 
 from __future__ import annotations
 
+import enum
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -66,6 +67,26 @@ _CATALOG_KEY_TYPES = {"uuid": KeyType.UUID, "bigint": KeyType.BIGINT, "text": Ke
 
 #: The dry run's scratch table (TEMPORARY: this session only, gone at the end of its transaction).
 CALIBRATION_TABLE = "vestige_estimate_calibration"
+
+
+#: How an offline script that stopped at its guard goes on: revisions before the guarded
+#: one were committed (one transaction per migration), so the script is written again from there.
+_RUN_AGAIN = (
+    "run the script again. Nothing of this revision was changed; revisions before it in the script "
+    "were applied: when there were any, write the script again from the database's revision "
+    "(`alembic upgrade REV:head --sql`, REV from SELECT version_num FROM alembic_version)."
+)
+
+
+class Calibration(enum.Enum):
+    """What the dry run's scratch index is built over."""
+
+    #: Random vectors of the target's size: no model needed, but harder to index than real ones.
+    RANDOM = "random vectors"
+    #: Vectors the caller sends (`:vectors`): the store's rows embedded with the target model.
+    GIVEN = "of the store's rows, embedded with the target model"
+    #: The store's own vectors: what its current index holds.
+    STORED = "of the store's current vectors"
 
 
 class PassThrough(sa.types.UserDefinedType[Any]):
@@ -410,27 +431,33 @@ class Statements:
         counts = self.count_rows().with_only_columns(sa.func.count(), sa.func.count(sa.distinct(self.content_hash)))
         return cast(sa.Select[Any], counts)
 
-    def calibration_build(self, dimension: int) -> list[sa.Executable]:
-        """A scratch table (TEMPORARY: this session only; `drop_calibration` removes it) of
-        `:rows` random vectors and the target's HNSW index over it: how fast this server
-        builds one."""
+    def calibration_build(self, dimension: int, source: Calibration) -> list[sa.Executable]:
+        """A scratch table of `:rows` vectors and the target's HNSW index over it: how fast
+        this server builds one. UNLOGGED in the target's schema, not TEMPORARY: parallel
+        workers cannot read a temporary table, and the real build has them. The caller
+        creates it in a savepoint it rolls back, so it is never committed."""
         table = sa.Table(
             CALIBRATION_TABLE,
             sa.MetaData(),
             sa.Column("v", vector_type(self.target.storage, dimension)),
-            prefixes=["TEMPORARY"],
+            schema=self.target.schema,
+            prefixes=["UNLOGGED"],
         )
-        rows = sa.func.generate_series(1, sa.bindparam("rows", type_=sa.Integer)).table_valued("g").render_derived()
-        values = sa.func.generate_series(1, dimension).table_valued("d").render_derived()
-        vector = (
-            sa.select(sa.func.array_agg(sa.func.random() - 0.5))
-            .select_from(values)
-            .where(rows.c.g > 0)  # correlated: a new vector per row
-            .scalar_subquery()
-        )
-        fill = table.insert().from_select(
-            ["v"], sa.select(sa.cast(vector, vector_type(self.target.storage))).select_from(rows)
-        )
+        if source is Calibration.RANDOM:
+            rows = sa.func.generate_series(1, sa.bindparam("rows", type_=sa.Integer)).table_valued("g").render_derived()
+            values = sa.func.generate_series(1, dimension).table_valued("d").render_derived()
+            random = (
+                sa.select(sa.func.array_agg(sa.func.random() - 0.5))
+                .select_from(values)
+                .where(rows.c.g > 0)  # correlated: a new vector per row
+                .scalar_subquery()
+            )
+            vectors = sa.select(sa.cast(random, vector_type(self.target.storage))).select_from(rows)
+        elif source is Calibration.GIVEN:
+            vectors = sa.select(sa.func.unnest(sa.bindparam("vectors", type_=PassThrough())))
+        else:  # the store's own vectors, as its current index holds them
+            stored = self.column(self.target.embedding)
+            vectors = sa.select(stored).where(stored.is_not(None)).limit(sa.bindparam("rows", type_=sa.Integer))
         index = sa.Index(
             f"{CALIBRATION_TABLE}_hnsw",
             table.c.v,
@@ -438,10 +465,7 @@ class Statements:
             postgresql_ops={"v": self.target.distance.opclass(self.target.storage)},
             postgresql_with={"m": self.target.hnsw.m, "ef_construction": self.target.hnsw.ef_construction},
         )
-        return [CreateTable(table), fill, CreateIndex(index)]
-
-    def drop_calibration(self) -> DropTable:
-        return DropTable(sa.Table(CALIBRATION_TABLE, sa.MetaData()), if_exists=True)
+        return [CreateTable(table), table.insert().from_select(["v"], vectors), CreateIndex(index)]
 
     def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> DropIndex:
         return DropIndex(self.hnsw_index(name=name, concurrently=concurrently), if_exists=True)
@@ -677,7 +701,7 @@ class Statements:
                     missing_table,
                     sa.literal(
                         f"vestige: table {self.target.staging_table} does not exist: nothing is staged for {space}. "
-                        f"Run `{stage_command}`, then run this script again. Nothing was changed."
+                        f"Run `{stage_command}`, then {_RUN_AGAIN}"
                     ),
                 ),
                 (
@@ -686,7 +710,7 @@ class Statements:
                     + sa.literal_column("missing::text", sa.Text)
                     + sa.literal(
                         f" rows have no fresh staged vector for {space}: added or edited since staging. "
-                        f"Run `{stage_command}` again, then run this script again. Nothing was changed."
+                        f"Run `{stage_command}` again, then {_RUN_AGAIN}"
                     ),
                 ),
             ]
