@@ -139,3 +139,14 @@ def test_an_up_to_date_store_has_no_problems(
     found = status(capsys, db_url)
     assert found["problems"] == []
     assert found["alembic"]["current"] == found["alembic"]["head"]
+
+
+def test_an_unfinished_change_without_its_index_is_not_told_to_build_one_by_hand(
+    base_schema: sa.Engine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with base_schema.begin() as conn:
+        conn.execute(sa.text("UPDATE embedding_model SET state = 'reembedding'"))
+        conn.execute(sa.text(f"DROP INDEX {DEFAULT_TARGET.index}"))
+    found = status(capsys, db_url)
+    assert problems_with(found, "has not finished")
+    assert not problems_with(found, "CREATE INDEX")

