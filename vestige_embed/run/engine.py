@@ -7,8 +7,9 @@ Operator's guide
 
 1. no-op when the registry already holds the target `(name, dimension, hash)` and says
    `ready` (re-running anything is always safe);
-2. mark the registry `reembedding`, drop the HNSW index (always on a dimension change:
-   the old index rejects vectors of another size);
+2. drop the HNSW index (always on a dimension change: the old index rejects vectors of
+   another size); the registry keeps saying `ready` for the old model, since nothing of
+   the change is visible before the transaction that makes all of it visible;
 3. stream `(key, content)` in key order through a server-side cursor;
 4. embed batch k+1 while batch k is written with one binary `UPDATE ... FROM unnest`;
    rows whose embedding is NULL are embedded too;
