@@ -312,3 +312,36 @@ def test_the_database_line_is_a_url_psql_takes_as_printed(base_schema: sa.Engine
     psql = subprocess.run([str(PSQL), "-X", "-At", printed, "-c", "SELECT count(*) FROM knowledge_nodes"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (psql.returncode, psql.stdout.strip()) == (0, "0"), psql.stderr
+
+
+@pytest.mark.parametrize("action", [["reembed", *HASH64, "--no-confirm"], ["stage", *HASH64]], ids=["reembed", "stage"])
+def test_a_database_without_the_schema_is_one_line_with_the_upgrade_to_run(db_url: str, action: list[str]) -> None:
+    result = run_tool("vestige", "migrate", *action, url=db_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 2  # the database line, the error
+    assert "`alembic upgrade head` on this database" in result.stderr
+
+
+def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine, db_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.cli_helpers import BIN
+    from vestige_embed.settings.config import DATABASE_URL_ENV
+
+    seeded(base_schema, 5)
+    env = {**os.environ, DATABASE_URL_ENV: db_url}
+    with subprocess.Popen(
+        [str(BIN / "vestige"), "migrate", "reembed", *HASH64], stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        assert proc.stderr is not None
+        while "to abort." not in proc.stderr.readline():
+            pass
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+    assert proc.returncode == 1
+    assert "aborted (Ctrl-C): the store is as it was" in rest and "Traceback" not in rest
+    with base_schema.connect() as conn:
+        assert registry_of(conn).signature == HashEmbedder(256).signature()

@@ -83,7 +83,10 @@ def resolve_target(conn: Connection, target: Target) -> Target:
     """The target with its key type read from the catalog; refuses what cannot work."""
     st = Statements(target)
     if not conn.execute(relation_exists(st.relation())).scalar_one():
-        raise ReembedError(f"table {target.table} does not exist in this database; check the target's table name")
+        raise ReembedError(
+            f"table {target.table} does not exist in this database: check the target's table name (--table), "
+            "or run `alembic upgrade head` on this database to create the store"
+        )
     key = column_type(conn, st, target.key)
     if key is None:
         raise ReembedError(f"{target.table} has no column {target.key} (the target's key); name its primary key")

@@ -50,7 +50,8 @@ def read_registry(conn: Connection, target: Target) -> RegistryRow:
     if found is None:
         raise ReembedError(
             f"{target.describe()} is not registered in {REGISTRY}: vestige-embed does not know which model "
-            "its vectors are in. Register it first (the base revision does it for knowledge_nodes)"
+            "its vectors are in. Run `alembic upgrade head` on this database (the base revision creates and "
+            "registers knowledge_nodes); register your own table with `vestige_embed.register_target`"
         )
     return found
 
