@@ -81,6 +81,18 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         '        return {"lock_timeout": self.plan.lock_timeout}',
         "tests/test_index_build.py -k statement_timeout",
     ),
+    "drift re-embeds instead of nothing to do": (
+        "vestige_embed/run/engine.py",
+        "    if column is not None and column != signature.dimension:",
+        "    if False:",
+        "tests/test_drift.py",
+    ),
+    "search refuses drifted vectors by name": (
+        "vestige_embed/store/search.py",
+        '        if getattr(e.orig, "sqlstate", None) != _DATA_EXCEPTION:',
+        "        if True:",
+        "tests/test_drift.py -k search",
+    ),
 }
 
 

@@ -441,11 +441,10 @@ def _emit_json(value: Any) -> None:
 
 def _reembed(args: argparse.Namespace) -> int:
     from vestige_embed.cli.banner import warn_and_wait
-    from vestige_embed.run.engine import dry_run_reembed, run_reembed
+    from vestige_embed.run.engine import already_in_place, dry_run_reembed, run_reembed
     from vestige_embed.run.plan import ReembedPlan
     from vestige_embed.run.progress import progress_for
     from vestige_embed.store.registry import read_registry
-    from vestige_embed.target import ModelState
 
     settings = _settings(args)
     target = _target(args)
@@ -467,9 +466,9 @@ def _reembed(args: argparse.Namespace) -> int:
             if args.json:
                 _emit_json(summary.to_json())
             return EXIT_OK
-        registry = read_registry(conn, target)
+        in_place = already_in_place(conn, target, read_registry(conn, target), embedder.signature())
         conn.rollback()
-        if not (registry.signature == embedder.signature() and registry.state is ModelState.READY):
+        if not in_place:
             warn_and_wait(confirm=not args.no_confirm)
         report = run_reembed(conn, embedder, plan, target=target, progress=progress_for("reembed"))
         conn.commit()

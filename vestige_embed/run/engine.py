@@ -78,9 +78,9 @@ from vestige_embed.run.estimate import estimate
 from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.store import catalog
-from vestige_embed.store.registry import ensure_registry, read_registry
+from vestige_embed.store.registry import RegistryRow, ensure_registry, read_registry
 from vestige_embed.store.run_lock import run_lock
-from vestige_embed.target import DEFAULT_TARGET, ModelState, Statements, Target
+from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
 
 log = logging.getLogger("vestige_embed.reembed")
 
@@ -106,7 +106,7 @@ def run_reembed(
     ensure_registry(conn)
     current = read_registry(conn, target)
     signature = embedder.signature()
-    if current.signature == signature and current.state is ModelState.READY:
+    if already_in_place(conn, target, current, signature):
         log.info("reembed: registry already holds %s and is ready; nothing to do", signature.describe())
         return ReembedReport(rows_updated=0, duration_secs=0.0, index_rebuild_secs=0.0)
     limit = target.storage.hnsw_max_dimension
@@ -150,6 +150,25 @@ def run_reembed(
         "reembed: window %.2f s (search blocked), writers held %.2f s", report.window_secs, report.writes_blocked_secs
     )
     return report
+
+
+def already_in_place(conn: Connection, target: Target, current: RegistryRow, signature: ModelSignature) -> bool:
+    """The registry holds `signature`, ready, over a column of its size. A column of another
+    size (changed outside vestige-embed: drift) holds vectors of some other model, so a run
+    to the registry's own model re-embeds every row instead of answering `nothing to do`."""
+    if not (current.signature == signature and current.state is ModelState.READY):
+        return False
+    column = catalog.column_dimension(conn, Statements(target))
+    if column is not None and column != signature.dimension:
+        log.warning(
+            "reembed: %s is vector(%d) but the registry says %s: the column was changed outside vestige-embed; "
+            "re-embedding every row",
+            target.describe(),
+            column,
+            signature.describe(),
+        )
+        return False
+    return True
 
 
 def _prebuilds(run: Run, *, can_commit: bool) -> bool:
@@ -230,7 +249,7 @@ def dry_run_reembed(
     plan = plan or ReembedPlan()
     current = read_registry(conn, target)
     signature = embedder.signature()
-    noop = current.signature == signature and current.state is ModelState.READY
+    noop = already_in_place(conn, target, current, signature)
     measured = None if noop else estimate(conn, Statements(target), embedder, plan)
     rows = 0 if measured is None else measured.rows
     staged = plan.commit_batches or plan.concurrent_index
@@ -241,6 +260,6 @@ def dry_run_reembed(
         estimated_walltime_secs=seconds,
         current_signature=current.signature,
         target_signature=signature,
-        would_alter_typmod=current.signature.dimension != signature.dimension,
+        would_alter_typmod=catalog.column_dimension(conn, Statements(target)) != signature.dimension,
         estimate=measured,
     )

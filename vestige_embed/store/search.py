@@ -8,12 +8,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from vestige_embed.errors import SearchUnavailable
 from vestige_embed.store.registry import read_registry
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
 from vestige_embed.target.statements import set_setting
 
+#: SQLSTATE of pgvector's "different vector dimensions" (a stored vector of another size).
+_DATA_EXCEPTION = "22000"
 #: pgvector's default `hnsw.ef_search`; asking for more neighbours raises it for the query.
 DEFAULT_EF_SEARCH = 40
 
@@ -47,7 +50,17 @@ def vector_search(
         )
     if k > DEFAULT_EF_SEARCH:
         conn.execute(set_setting("hnsw.ef_search", str(k)))
-    rows = conn.execute(Statements(target).search(model, k), {"probe": vector}).all()
+    try:
+        rows = conn.execute(Statements(target).search(model, k), {"probe": vector}).all()
+    except DBAPIError as e:
+        if getattr(e.orig, "sqlstate", None) != _DATA_EXCEPTION:
+            raise
+        raise SearchUnavailable(
+            f"{target.describe()} holds vectors of another size than {model.describe()} makes, although the "
+            "registry names that model: the column was changed outside vestige-embed (`vestige migrate status` "
+            "shows it). Re-embed the store (`vestige migrate reembed --model NAME --dimension N`); this "
+            "transaction is aborted"
+        ) from e
     if not rows:
         _explain_empty(conn, target, model)
     return [Hit(r[0], r[1], float(r[2])) for r in rows]
