@@ -93,6 +93,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "        if True:",
         "tests/test_drift.py -k search",
     ),
+    "alter rights checked before any work": (
+        "vestige_embed/run/engine.py",
+        "    catalog.require_alter_rights(conn, Statements(target))\n",
+        "",
+        "tests/test_rights.py",
+    ),
 }
 
 

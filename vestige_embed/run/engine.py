@@ -109,6 +109,7 @@ def run_reembed(
     if already_in_place(conn, target, current, signature):
         log.info("reembed: registry already holds %s and is ready; nothing to do", signature.describe())
         return ReembedReport(rows_updated=0, duration_secs=0.0, index_rebuild_secs=0.0)
+    catalog.require_alter_rights(conn, Statements(target))
     limit = target.storage.hnsw_max_dimension
     if signature.dimension > limit:
         raise ReembedError(

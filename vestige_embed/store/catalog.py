@@ -110,3 +110,15 @@ def resolve_target(conn: Connection, target: Target) -> Target:
             "name a text column or give a SQL expression over the row"
         )
     return target if target.key_type is key_type else target.with_key_type(key_type)
+
+
+def require_alter_rights(conn: Connection, st: Statements) -> None:
+    """Refuse, before any work, a role that could stage every vector but not make the change:
+    the swap alters the table, and only its owner's role may."""
+    row = conn.execute(st.alter_rights()).first()
+    if row is not None and not row[2]:
+        raise ReembedError(
+            f"role {row[0]} may not alter {st.target.table} (owner: {row[1]}); a model change alters the "
+            f"column and rebuilds its index. Connect as {row[1]}, or grant it: GRANT {row[1]} TO {row[0]}. "
+            "Nothing was changed"
+        )

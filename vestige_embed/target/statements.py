@@ -215,6 +215,7 @@ _pg_attribute = sa.table(
     sa.column("attisdropped"),
 )
 _pg_index = sa.table("pg_index", sa.column("indexrelid"), sa.column("indisvalid"))
+_pg_class = sa.table("pg_class", sa.column("oid"), sa.column("relowner"))
 
 
 def column_info(relation: str, column: str) -> sa.Select[Any]:
@@ -339,6 +340,14 @@ class Statements:
                 locks.c.objid == sa.cast(self._run_lock_key(), OID),
             )
         )
+
+    def alter_rights(self) -> sa.Select[Any]:
+        """`(current role, owner, may alter)`: ALTER TABLE and its indexes need the owner's
+        rights (the owner, a member of its role, or a superuser)."""
+        c = _pg_class.c
+        owner = sa.func.pg_get_userbyid(c.relowner)
+        may = sa.func.pg_has_role(sa.func.current_user(), c.relowner, "USAGE")
+        return sa.select(sa.func.current_user(), owner, may).where(c.oid == sa.func.to_regclass(self.relation()))
 
     def writer_lock(self) -> LockTable:
         return LockTable(self.table, WRITER_LOCK_MODE)
