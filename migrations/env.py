@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
 from vestige_embed.settings.config import load_settings, resolve_database_url
-from vestige_embed.settings.urls import DRIVER
+from vestige_embed.settings.urls import DRIVER, connect_args
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -46,7 +46,7 @@ def run_migrations_online() -> None:
         _run(given)
         return
     url = resolve_database_url(load_settings(ini_url=config.get_main_option("sqlalchemy.url")))
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args())
     with engine.connect() as connection:
         _run(connection)
 

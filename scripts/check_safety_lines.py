@@ -99,6 +99,18 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "",
         "tests/test_rights.py",
     ),
+    "UTF-8 client encoding": (
+        "vestige_embed/settings/urls.py",
+        '    args = {"client_encoding": CLIENT_ENCODING}',
+        "    args: dict[str, str] = {}",
+        "tests/test_cli.py -k ascii",
+    ),
+    "idle-in-transaction timeout off": (
+        "vestige_embed/run/context.py",
+        '    conn.execute(set_setting(IDLE_TIMEOUT, "0", local=False))\n',
+        "",
+        "tests/test_index_build.py -k idle",
+    ),
 }
 
 

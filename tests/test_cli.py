@@ -7,6 +7,7 @@ import importlib.metadata
 import io
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,8 +161,15 @@ def test_a_bad_thread_count_in_the_environment_is_named_before_any_work() -> Non
     ],
     ids=["in the authority", "as a URL parameter"],
 )
-def test_connection_failure_exits_1_without_printing_the_password(unreachable: str, shown: str) -> None:
-    result = run_tool("vestige", "migrate", "status", "--postgres-url", unreachable, url=None)
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["reembed", *HASH64, "--dry-run", "--json"], ["reembed", *HASH64, "--no-confirm"], ["stage", *HASH64]],
+    ids=["status", "dry-run-json", "reembed", "stage"],
+)
+def test_connection_failure_exits_1_without_printing_the_password(
+    unreachable: str, shown: str, command: list[str]
+) -> None:
+    result = run_tool("vestige", "migrate", *command, "--postgres-url", unreachable, url=None)
     assert result.returncode == 1
     assert "hunter2" not in result.stderr + result.stdout
     assert shown in result.stderr
@@ -345,3 +353,20 @@ def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine,
     assert "aborted (Ctrl-C): the store is as it was" in rest and "Traceback" not in rest
     with base_schema.connect() as conn:
         assert registry_of(conn).signature == HashEmbedder(256).signature()
+
+
+def test_a_sql_ascii_database_is_read_as_utf8_text(engine: sa.Engine, db_url: str) -> None:
+    name = f"ascii_{uuid.uuid4().hex[:8]}"
+    admin = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        ascii_only = "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        conn.execute(sa.text(f"CREATE DATABASE {name} {ascii_only}"))
+    url = sa.make_url(db_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        assert run_tool("alembic", "upgrade", "0001", url=url).returncode == 0
+        result = run_tool("vestige", "migrate", "status", "--json", url=url)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["registry"]["name"] == "vestige/hash-256"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))

@@ -7,14 +7,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import memories, seed_store
+from tests.helpers import CountingEmbedder, memories, seed_store
 from vestige_embed import HashEmbedder, ReembedPlan, Target, register_target, run_reembed
+from vestige_embed.embedders.base import Matrix
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import KeyType, Statements
 
@@ -103,3 +105,24 @@ def test_a_statement_timeout_shorter_than_the_rewrite_does_not_stop_it(base_sche
     assert report.rows_updated == 6000
     assert report.duration_secs + report.index_rebuild_secs > 0.15
     engine.dispose()
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["atomic", "batched"])
+def test_an_idle_in_transaction_timeout_shorter_than_an_embedder_call_does_not_stop_the_run(
+    base_schema: sa.Engine, db_url: str, batched: bool
+) -> None:
+    class Slow(CountingEmbedder):
+        def embed_batch(self, texts: Sequence[str]) -> Matrix:
+            time.sleep(0.4)
+            return super().embed_batch(texts)
+
+    with base_schema.begin() as conn:
+        seed_store(conn, HashEmbedder(64), memories(30))
+        database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+        conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET idle_in_transaction_session_timeout = '150ms'"))
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        report = run_reembed(conn, Slow(HashEmbedder(32)), ReembedPlan(batch_size=10, commit_batches=batched))
+        conn.commit()
+    engine.dispose()
+    assert report.rows_updated == 30

@@ -28,7 +28,7 @@ from vestige_embed.settings.config import (
     load_settings,
     resolve_database_url,
 )
-from vestige_embed.settings.urls import redact
+from vestige_embed.settings.urls import connect_args, redact
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -431,8 +431,7 @@ def _engine(settings: Settings, lock_timeout: str) -> sa.Engine:
     url = resolve_database_url(settings)
     log.info("database: %s", redact(url))
     # No command waits forever behind a lock: status and --dry-run too.
-    options = f"-c lock_timeout={lock_timeout}"
-    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"options": options})
+    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args(lock_timeout))
 
 
 def _emit_json(value: Any) -> None:

@@ -20,7 +20,7 @@ from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.progress import NoProgress
 from vestige_embed.run.reader import Batch, stream_batches
 from vestige_embed.settings.config import load_settings, resolve_database_url
-from vestige_embed.settings.urls import redact
+from vestige_embed.settings.urls import connect_args, redact
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import read_registry
 from vestige_embed.store.search import vector_search
@@ -92,7 +92,7 @@ def run_demo(config_path: Path) -> None:
         )
     url = resolve_database_url(settings)
     head = ScriptDirectory.from_config(config).get_current_head()
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args())
     print(f"vestige-embed demo on {redact(url)}")
     print(f"(the embedded PostgreSQL + pgvector; data folder {settings.pgdata})")
 

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from vestige_embed.embedders.base import Embedder
 from vestige_embed.run.plan import ReembedPlan, ReembedReport, Strategy
@@ -36,6 +37,24 @@ def own_autocommit_block(conn: Connection) -> AutocommitBlock:
             conn.execution_options(isolation_level=level)
 
     return block
+
+
+#: A role's or database's setting that ends a session idle in a transaction: a run's
+#: transaction is idle while the model embeds the next batch.
+IDLE_TIMEOUT = "idle_in_transaction_session_timeout"
+
+
+@contextlib.contextmanager
+def idle_while_embedding(conn: Connection) -> Iterator[None]:
+    """The session's idle-in-transaction timeout off for the run, restored after it."""
+    previous = str(conn.execute(current_setting(IDLE_TIMEOUT)).scalar_one())
+    conn.execute(set_setting(IDLE_TIMEOUT, "0", local=False))
+    try:
+        yield
+    finally:
+        # In an aborted transaction (atomic run) this fails, and the rollback reverts the SET.
+        with contextlib.suppress(DBAPIError):
+            conn.execute(set_setting(IDLE_TIMEOUT, previous, local=False))
 
 
 @dataclass

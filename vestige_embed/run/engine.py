@@ -73,7 +73,7 @@ from sqlalchemy.engine import Connection
 from vestige_embed.embedders.base import Embedder
 from vestige_embed.errors import ReembedError
 from vestige_embed.run import steps
-from vestige_embed.run.context import AutocommitBlock, Run, own_autocommit_block
+from vestige_embed.run.context import AutocommitBlock, Run, idle_while_embedding, own_autocommit_block
 from vestige_embed.run.estimate import estimate
 from vestige_embed.run.plan import DryRunSummary, ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import NoProgress, Progress
@@ -134,7 +134,7 @@ def run_reembed(
     ahead = plan.commit_batches or plan.concurrent_index
     description = f"vestige-embed: {target.describe()} -> {signature.name}"
     try:
-        with run_lock(conn, target, description, transaction=not ahead):
+        with idle_while_embedding(conn), run_lock(conn, target, description, transaction=not ahead):
             if ahead:
                 with contextlib.nullcontext() if plan.commit_batches else run.autocommit_block():
                     steps.stage_first(run)

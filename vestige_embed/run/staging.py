@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder, Matrix
+from vestige_embed.run.context import idle_while_embedding
 from vestige_embed.run.pipeline import Lookup, Vector, run_pipeline
 from vestige_embed.run.progress import NoProgress, Progress
 from vestige_embed.run.reader import Batch, page_batches
@@ -71,7 +72,7 @@ def stage(
     started = time.perf_counter()
     target = catalog.resolve_target(conn, target)
     description = f"vestige-embed: stage {target.describe()} for {embedder.name}"
-    with run_lock(conn, target, description, transaction=False):
+    with idle_while_embedding(conn), run_lock(conn, target, description, transaction=False):
         staged, already = stage_pass(conn, Statements(target), embedder, batch_size, progress or NoProgress())
         commit(conn)
     return StageReport(staged, already, round(time.perf_counter() - started, 6))

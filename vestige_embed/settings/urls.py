@@ -14,6 +14,19 @@ if TYPE_CHECKING:
 
 DRIVER = "postgresql+psycopg"
 LIBPQ_SCHEME = "postgresql"
+#: Text is decoded as UTF-8 on every connection: a SQL_ASCII database would hand psycopg
+#: bytes, which SQLAlchemy cannot read (it fails on the server's version string).
+CLIENT_ENCODING = "UTF8"
+
+
+def connect_args(lock_timeout: str | None = None) -> dict[str, str]:
+    """psycopg's connection arguments for every engine vestige-embed (and its env.py) creates."""
+    args = {"client_encoding": CLIENT_ENCODING}
+    if lock_timeout:
+        args["options"] = f"-c lock_timeout={lock_timeout}"
+    return args
+
+
 _ACCEPTED_SCHEMES = {"postgres", LIBPQ_SCHEME, DRIVER}
 
 
