@@ -111,6 +111,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "",
         "tests/test_index_build.py -k idle",
     ),
+    "a killed run's statement stops (client check)": (
+        "vestige_embed/run/context.py",
+        "            CLIENT_CHECK_SETTING: CLIENT_CHECK_INTERVAL,\n",
+        "",
+        "tests/test_kill_points.py -k long",
+    ),
 }
 
 

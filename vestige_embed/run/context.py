@@ -16,7 +16,7 @@ from vestige_embed.run.plan import ReembedPlan, ReembedReport, Strategy
 from vestige_embed.run.progress import Progress
 from vestige_embed.store.registry import RegistryRow
 from vestige_embed.target import ModelSignature, Statements, Target
-from vestige_embed.target.statements import current_setting, set_setting
+from vestige_embed.target.statements import CLIENT_CHECK_INTERVAL, CLIENT_CHECK_SETTING, current_setting, set_setting
 
 AutocommitBlock = Callable[[], AbstractContextManager[object]]
 
@@ -131,8 +131,13 @@ class Run:
 
     def transaction_settings(self) -> dict[str, str]:
         """Fail fast when the table is busy; never cut a table rewrite or index build short
-        (a role's or database's `statement_timeout` would, after all the work)."""
-        return {"lock_timeout": self.plan.lock_timeout, "statement_timeout": "0"}
+        (a role's or database's `statement_timeout` would, after all the work); stop soon
+        after the run's process dies instead of holding the table to the statement's end."""
+        return {
+            "lock_timeout": self.plan.lock_timeout,
+            "statement_timeout": "0",
+            CLIENT_CHECK_SETTING: CLIENT_CHECK_INTERVAL,
+        }
 
     def set_transaction_settings(self) -> None:
         for name, value in self.transaction_settings().items():

@@ -238,7 +238,10 @@ def _staged_swap(run: Run) -> ReembedReport:
         run.clock.writes_released()
     steps.release_staged(run)
     steps.analyze(run)
-    return run.clock.report(Strategy.STAGED_SWAP, copied + embedded, copied)
+    # The swap moved every row to the new model, whichever run copied it (a rerun after an
+    # interruption finds most rows copied already): counted after the window, not in it.
+    swapped = catalog.count(run.conn, run.st.count_rows())
+    return run.clock.report(Strategy.STAGED_SWAP, max(swapped, copied + embedded), copied)
 
 
 def dry_run_reembed(

@@ -18,7 +18,13 @@ from vestige_embed.errors import StagingError
 from vestige_embed.run.plan import ReembedPlan
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
 from vestige_embed.target.ddl import Comment, WhenTrue
-from vestige_embed.target.statements import TABLE_LOCK_MODE, create_registry, set_setting
+from vestige_embed.target.statements import (
+    CLIENT_CHECK_INTERVAL,
+    CLIENT_CHECK_SETTING,
+    TABLE_LOCK_MODE,
+    create_registry,
+    set_setting,
+)
 
 #: Target fields that `vestige migrate stage` takes as options of the same name.
 _CLI_OPTIONS = ("table", "key", "content", "embedding", "storage", "distance", "index")
@@ -78,6 +84,7 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         header(target, signature, plan),
         set_setting("lock_timeout", plan.lock_timeout),
         set_setting("statement_timeout", "0"),
+        set_setting(CLIENT_CHECK_SETTING, CLIENT_CHECK_INTERVAL),
         st.lock(),
         st.offline_guard(signature, stage_command(target, signature)),
         *create_registry(),

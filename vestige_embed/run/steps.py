@@ -183,6 +183,9 @@ def finish_column(run: Run, strategy: Strategy) -> None:
         for statement in run.st.swap_next_column():
             run.conn.execute(statement)
     elif catalog.column_dimension(run.conn, run.st) != run.signature.dimension:
+        log.info(
+            "reembed: tightening %s to %d dimensions (checks every row)", run.target.embedding, run.signature.dimension
+        )
         run.conn.execute(run.st.tighten(run.signature.dimension))
 
 

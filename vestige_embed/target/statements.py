@@ -111,6 +111,12 @@ def key_type_of(catalog_type: str) -> KeyType | None:
     return _CATALOG_KEY_TYPES.get(catalog_type)
 
 
+#: How often a running statement checks that its client is still connected: the index
+#: build of a killed run stops within this and releases the table, instead of running on.
+CLIENT_CHECK_SETTING = "client_connection_check_interval"
+CLIENT_CHECK_INTERVAL = "1s"
+
+
 def set_setting(name: str, value: str | sa.ColumnElement[Any], *, local: bool = True) -> sa.Select[Any]:
     """`SELECT set_config(name, value, local)`: transaction-local unless `local` is False."""
     return sa.select(sa.func.set_config(name, value, local))
