@@ -370,3 +370,11 @@ def test_a_sql_ascii_database_is_read_as_utf8_text(engine: sa.Engine, db_url: st
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def test_an_unknown_database_is_one_line_naming_it(db_url: str) -> None:
+    missing = sa.make_url(db_url).set(database="no_such_store").render_as_string(hide_password=False)
+    result = run_tool("vestige", "migrate", "status", url=missing)
+    assert result.returncode == 1
+    assert 'database "no_such_store" does not exist' in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3

@@ -114,6 +114,11 @@ def test_resolve_hash_dimension_out_of_range_is_unknown() -> None:
         resolve_embedder("vestige/hash-0")
 
 
+def test_a_hash_name_with_a_leading_zero_is_unknown_not_another_spelling() -> None:
+    with pytest.raises(UnknownModelError, match="unknown embedder model 'vestige/hash-064'"):
+        resolve_embedder("vestige/hash-064")
+
+
 def test_resolve_wrong_dimension_fails_with_the_plans_message() -> None:
     with pytest.raises(
         DimensionMismatchError,

@@ -255,12 +255,6 @@ def test_failure_in_atomic_mode_changes_nothing(base_schema: sa.Engine) -> None:
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
-def test_wrong_embedder_output_is_refused_before_writing(base_schema: sa.Engine) -> None:
-    seeded(base_schema, 5)
-    with pytest.raises(ReembedError, match="NaN"), base_schema.begin() as conn:
-        run_reembed(conn, _NanEmbedder(NEW), ReembedPlan())
-
-
 def test_search_refuses_while_reembedding(base_schema: sa.Engine) -> None:
     from vestige_embed.errors import SearchUnavailable
 
@@ -343,6 +337,39 @@ class _NanEmbedder(CountingEmbedder):
         out = super().embed_batch(texts)
         out[0, 0] = np.nan
         return out
+
+
+class _InfEmbedder(CountingEmbedder):
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        out = super().embed_batch(texts)
+        out[0, 0] = np.inf
+        return out
+
+
+class _ShortEmbedder(CountingEmbedder):
+    """One vector fewer than texts: the shape check, not the database, must say so."""
+
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        return super().embed_batch(texts)[:-1]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [(_NanEmbedder, "NaN or infinite"), (_InfEmbedder, "NaN or infinite"), (_ShortEmbedder, "returned shape")],
+    ids=["nan", "inf", "shape"],
+)
+def test_wrong_embedder_output_is_refused_before_writing(
+    base_schema: sa.Engine, wrong: type[CountingEmbedder], message: str
+) -> None:
+    seeded(base_schema, 5)
+    with base_schema.connect() as conn:
+        before = stored_vectors(conn)
+    with pytest.raises(ReembedError, match=message), base_schema.begin() as conn:
+        run_reembed(conn, wrong(NEW), ReembedPlan())
+    with base_schema.connect() as conn:
+        after = stored_vectors(conn)
+        assert registry_of(conn).signature == OLD.signature()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
 def test_target_wider_than_hnsw_allows_is_refused_before_writing(base_schema: sa.Engine) -> None:

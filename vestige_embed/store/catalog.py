@@ -119,6 +119,6 @@ def require_alter_rights(conn: Connection, st: Statements) -> None:
     if row is not None and not row[2]:
         raise ReembedError(
             f"role {row[0]} may not alter {st.target.table} (owner: {row[1]}); a model change alters the "
-            f"column and rebuilds its index. Connect as {row[1]}, or grant it: GRANT {row[1]} TO {row[0]}. "
+            f"column and rebuilds its index. Connect as {row[1]}, or as a role that is a member of it. "
             "Nothing was changed"
         )
