@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
 ROWS = 200
+#: Rows in the full-disk test: at 1536 dimensions (6 KB a vector) they outgrow 8 MB.
+DISK_ROWS = 3000
 
 
 @pytest.fixture
@@ -84,4 +86,54 @@ def test_a_server_restarted_under_a_run_leaves_the_store_as_before_and_the_rerun
     assert report.rows_updated == ROWS
     with engine.connect() as conn:
         assert registry_of(conn).signature == NEW.signature()
+    engine.dispose()
+
+
+@pytest.fixture
+def small_disk(own_server: Any, tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB filesystem the server owns: a tablespace there fills up."""
+    import pwd
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    uid = pwd.getpwnam(own_server.system_user).pw_uid
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size=8m,uid={uid},mode=0700", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_under_a_run_leaves_the_store_as_before_and_the_rerun_finishes_once_there_is_room(
+    store_url: str, small_disk: Path
+) -> None:
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        seed_store(conn, OLD, [f"more {text}" for text in memories(DISK_ROWS - ROWS)])
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(sa.text(f"CREATE TABLESPACE small LOCATION '{small_disk}'"))
+        conn.execute(sa.text("ALTER TABLE knowledge_nodes SET TABLESPACE small"))
+        before = stored_vectors(conn)
+    wide = HashEmbedder(1536)  # 6 KB a vector: the table outgrows the 8 MB
+    with pytest.raises(sa.exc.OperationalError, match="No space left on device"), engine.begin() as conn:
+        run_reembed(conn, wide, ReembedPlan())
+    with engine.connect() as conn:
+        registry = registry_of(conn)
+        assert (registry.signature, registry.state) == (OLD.signature(), ModelState.READY)
+        assert all(np.array_equal(vector, before[key]) for key, vector in stored_vectors(conn).items())
+        conn.execute(sa.text("ALTER TABLE knowledge_nodes SET TABLESPACE pg_default"))  # room again
+        conn.commit()
+    with engine.begin() as conn:
+        assert run_reembed(conn, wide, ReembedPlan()).rows_updated == DISK_ROWS
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        assert registry_of(conn).signature == wide.signature()
+        conn.execute(sa.text("DROP TABLESPACE small"))
     engine.dispose()

@@ -103,6 +103,7 @@ _DATABASE_HINTS = {
     "55P03": "another transaction holds the table: find it in pg_stat_activity, let it finish, run again",
     "57014": "the statement was cancelled (statement_timeout or a cancel request); run again",
     "22000": "a vector of another size was written during the change; nothing was changed, run again",
+    "53100": "the database's disk is full: make room (or move the table to a tablespace with space), run again",
 }
 
 
