@@ -59,8 +59,8 @@ LINES: dict[str, tuple[str, str, str, str]] = {
     ),
     "one run per target": (
         "vestige_embed/run/engine.py",
-        "        with run_lock(conn, target, description, transaction=not ahead):",
-        "        with contextlib.nullcontext():",
+        "        with idle_while_embedding(conn), run_lock(conn, target, description, transaction=not ahead):",
+        "        with idle_while_embedding(conn), contextlib.nullcontext():",
         f"{NEVER_MIXED} -k second_run",
     ),
     "staged model announced to writers": (
@@ -77,8 +77,8 @@ LINES: dict[str, tuple[str, str, str, str]] = {
     ),
     "statement_timeout off": (
         "vestige_embed/run/context.py",
-        '        return {"lock_timeout": self.plan.lock_timeout, "statement_timeout": "0"}',
-        '        return {"lock_timeout": self.plan.lock_timeout}',
+        '            "statement_timeout": "0",\n',
+        "",
         "tests/test_index_build.py -k statement_timeout",
     ),
     "drift re-embeds instead of nothing to do": (
