@@ -179,3 +179,20 @@ def run_psql(postgresql: psycopg.Connection[Any], script: Path) -> subprocess.Co
 def autocommit_block(conn: sa.Connection) -> AutocommitBlock:
     """What Alembic passes a revision online (the engine's own stand-in does the same)."""
     return own_autocommit_block(conn)
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """`alembic upgrade` of this repository's migrations on `url`, through Alembic's API."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, revision)
+
+
+def set_for_database(conn: sa.Connection, setting: str, value: str) -> None:
+    """`ALTER DATABASE <this one> SET setting = value`: what a DBA's default does to every session."""
+    database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+    conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET {setting} = '{value}'"))

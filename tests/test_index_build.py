@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import CountingEmbedder, memories, seed_store
+from tests.helpers import CountingEmbedder, memories, seed_store, set_for_database
 from vestige_embed import HashEmbedder, ReembedPlan, Target, register_target, run_reembed
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.store.writes import VectorWriter
@@ -96,8 +96,7 @@ def test_a_parallel_build_short_of_shared_memory_is_built_again_without_workers(
 def test_a_statement_timeout_shorter_than_the_rewrite_does_not_stop_it(base_schema: sa.Engine, db_url: str) -> None:
     with base_schema.begin() as conn:
         seed_store(conn, HashEmbedder(64), memories(6000))
-        database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET statement_timeout = '150ms'"))
+        set_for_database(conn, "statement_timeout", "150ms")
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "150ms"
@@ -118,8 +117,7 @@ def test_an_idle_in_transaction_timeout_shorter_than_an_embedder_call_does_not_s
 
     with base_schema.begin() as conn:
         seed_store(conn, HashEmbedder(64), memories(30))
-        database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET idle_in_transaction_session_timeout = '150ms'"))
+        set_for_database(conn, "idle_in_transaction_session_timeout", "150ms")
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         report = run_reembed(conn, Slow(HashEmbedder(32)), ReembedPlan(batch_size=10, commit_batches=batched))

@@ -14,11 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-from tests.conftest import ROOT
-from tests.helpers import WORKER, memories, read_until, registry_of, seed_store, staged_rows, stored_vectors
+from tests.helpers import (
+    WORKER,
+    memories,
+    read_until,
+    registry_of,
+    seed_store,
+    staged_rows,
+    stored_vectors,
+    upgrade_to,
+)
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed
 from vestige_embed.settings.embedded import ensure_database, server_url, start_server
 from vestige_embed.target import ModelState
@@ -41,10 +47,7 @@ def own_server(tmp_path: Path) -> Iterator[Any]:
 def store_url(own_server: Any) -> str:
     ensure_database(own_server, "store")
     url = server_url(own_server, "store").render_as_string(hide_password=False)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "0001")
+    upgrade_to(url, "0001")
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         seed_store(conn, OLD, memories(ROWS))

@@ -11,11 +11,9 @@ import numpy as np
 import psycopg
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from tests.cli_helpers import run_tool
-from tests.conftest import HEAD, MODELS_DIR, ROOT
+from tests.conftest import HEAD, MODELS_DIR
 from tests.helpers import (
     STORE,
     CountingEmbedder,
@@ -30,6 +28,7 @@ from tests.helpers import (
     seed_store,
     staged_rows,
     stored_vectors,
+    upgrade_to,
 )
 from vestige_embed import HashEmbedder, ReembedPlan, resolve_embedder, run_reembed, stage, stage_written
 from vestige_embed.target import DEFAULT_TARGET, ModelState
@@ -215,10 +214,7 @@ def twin_url(postgresql: psycopg.Connection) -> Iterator[str]:  # type: ignore[t
 
 
 def at_base_with_rows(url: str, ids: list[uuid.UUID]) -> sa.Engine:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "0001")
+    upgrade_to(url, "0001")
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         seed_store(conn, OLD, memories(len(ids)), ids=ids)
