@@ -127,6 +127,7 @@ def test_revision_with_bad_model_writes_no_file(project: Path, args: list[str], 
 
 
 @pytest.mark.parametrize("message", [r"path C:\Users\new", 'three """ quotes', "two\nlines"])
+@pytest.mark.slow
 def test_a_revision_message_never_breaks_the_file(project: Path, message: str) -> None:
     made = run_tool(
         "vestige", "migrate", "revision", "--model", "vestige/hash-64", "-m", message, url=None, cwd=project

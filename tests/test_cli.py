@@ -355,6 +355,7 @@ def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine,
         assert registry_of(conn).signature == HashEmbedder(256).signature()
 
 
+@pytest.mark.slow
 def test_a_sql_ascii_database_is_read_as_utf8_text(engine: sa.Engine, db_url: str) -> None:
     name = f"ascii_{uuid.uuid4().hex[:8]}"
     admin = engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -31,6 +31,7 @@ def store(base_schema: sa.Engine) -> sa.Engine:
     return base_schema
 
 
+@pytest.mark.slow
 def test_atomic_run_killed_mid_pass_changes_nothing(store: sa.Engine, db_url: str) -> None:
     with store.connect() as conn:
         before = stored_vectors(conn)
@@ -44,6 +45,7 @@ def test_atomic_run_killed_mid_pass_changes_nothing(store: sa.Engine, db_url: st
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_batched_run_killed_while_staging_keeps_search_on_the_old_model(store: sa.Engine, db_url: str) -> None:
     with store.connect() as conn:
         before = stored_vectors(conn)
@@ -58,6 +60,7 @@ def test_batched_run_killed_while_staging_keeps_search_on_the_old_model(store: s
     assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_batched_rerun_after_a_kill_embeds_only_what_was_not_staged(store: sa.Engine, db_url: str) -> None:
     kill_mid_pass(db_url, "batched")
     with store.connect() as conn:

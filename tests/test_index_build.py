@@ -107,6 +107,7 @@ def test_a_statement_timeout_shorter_than_the_rewrite_does_not_stop_it(base_sche
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["atomic", "batched"])
+@pytest.mark.slow
 def test_an_idle_in_transaction_timeout_shorter_than_an_embedder_call_does_not_stop_the_run(
     base_schema: sa.Engine, db_url: str, batched: bool
 ) -> None:

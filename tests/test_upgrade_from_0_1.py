@@ -48,6 +48,7 @@ def legacy_registry(conn: sa.Connection) -> tuple[Any, ...]:
     )
 
 
+@pytest.mark.slow
 def test_a_0_1_database_at_0002_keeps_its_model_and_vectors(legacy: sa.Engine, db_url: str) -> None:
     minilm = resolve_embedder(MINILM, 384, models_dir=MODELS_DIR)
     with legacy.begin() as conn:  # what 0.1's revision 0002 left behind, with vectors staged by 0.1
@@ -95,6 +96,7 @@ def test_a_0_1_database_at_0002_takes_a_second_target_after_the_upgrade(legacy: 
         assert registry_of(conn).signature == HashEmbedder(256).signature()
 
 
+@pytest.mark.slow
 def test_a_0_1_database_at_0001_upgrades_through_the_model_change(legacy: sa.Engine, db_url: str) -> None:
     up = run_tool("alembic", "upgrade", "head", url=db_url)
     assert up.returncode == 0, up.stderr
