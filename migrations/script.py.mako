@@ -1,4 +1,15 @@
-"""${message}
+<%!
+import json
+
+
+def lit(value):
+    """A Python literal as `ruff format` writes it (double quotes)."""
+    if value is None:
+        return "None"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(json.dumps(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return json.dumps(value)
+%>"""${message}
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
@@ -13,20 +24,19 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 % endif
 from alembic import op
-
-import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
 ${imports if imports else ""}
-revision: str = ${repr(up_revision)}
-down_revision: str | Sequence[str] | None = ${repr(down_revision)}
-branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
-depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+revision: str = ${lit(up_revision)}
+down_revision: str | Sequence[str] | None = ${lit(down_revision)}
+branch_labels: str | Sequence[str] | None = ${lit(branch_labels)}
+depends_on: str | Sequence[str] | None = ${lit(depends_on)}
 % if context.get("embedding_model"):
 
-# The embedding model the store holds once this revision is applied.
-embedding_model = ${repr(context.get("embedding_model"))}
+# The embedding model the store holds once this revision is applied (op.reembed is
+# registered by env.py's `import vestige_embed.alembic`).
+embedding_model = ${lit(context.get("embedding_model"))}
 embedding_dimension = ${context.get("embedding_dimension")}
 # The model it held before (the downgrade re-embeds back to it).
-previous_embedding_model = ${repr(context.get("previous_embedding_model"))}
+previous_embedding_model = ${lit(context.get("previous_embedding_model"))}
 previous_embedding_dimension = ${context.get("previous_embedding_dimension")}
 
 

@@ -149,3 +149,31 @@ def test_the_machines_environment_configures_the_revisions_model_over_the_revisi
     )
     assert (from_revision._threads, from_revision._device) == (2, "cpu")  # type: ignore[attr-defined]
     assert (from_machine._threads, from_machine._device) == (1, "auto")  # type: ignore[attr-defined]
+
+
+def test_a_written_revision_passes_ruff_as_it_stands_and_has_a_clean_name(project: Path) -> None:
+    from tests.cli_helpers import BIN
+
+    made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
+    assert made.returncode == 0, made.stderr
+    (written,) = (project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")
+    assert written.name == f"{NEXT_REVISION}_re_embed_with_hash_64.py"
+    # A team's project: ruff's defaults plus import sorting and modern syntax, nothing of ours.
+    checked = run_tool(str(BIN / "ruff"), "check", "--isolated", "--select", "E,F,W,I,UP,B", str(written), url=None)
+    assert checked.returncode == 0, checked.stdout
+    formatted = run_tool(str(BIN / "ruff"), "format", "--isolated", "--check", str(written), url=None)
+    assert formatted.returncode == 0, formatted.stdout
+
+
+def test_the_offline_script_keeps_a_percent_sign_as_written(project: Path) -> None:
+    revision = project / "migrations" / "versions" / f"{NEXT_REVISION}_sale.py"
+    revision.write_text(
+        f'"""sale"""\n\nfrom alembic import op\n\nrevision = "{NEXT_REVISION}"\ndown_revision = "{HEAD}"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        "    op.execute(\"UPDATE knowledge_nodes SET content = content || ' (50% off)' WHERE false\")\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    result = run_tool("alembic", "upgrade", f"{HEAD}:{NEXT_REVISION}", "--sql", url=None, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "' (50% off)'" in result.stdout and "%%" not in result.stdout

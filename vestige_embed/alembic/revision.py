@@ -59,7 +59,7 @@ def write_model_revision(config: Config, model: str, dimension: int | None, mess
         raise ConfigError(f"the head revision {head} already leaves the store on {model}; nothing to change")
     created = script.generate_revision(
         next_revision_id(head),
-        docstring_safe(message or f"re-embed with {model} (was {previous})"),
+        docstring_safe(message or f"re-embed with {model.rsplit('/', 1)[-1]}"),
         head=head,
         embedding_model=model,
         embedding_dimension=embedder.dimension,
