@@ -117,6 +117,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "",
         "tests/test_kill_points.py -k long",
     ),
+    "downgrade past the base keeps the rows unless told": (
+        "migrations/versions/0001_base_schema.py",
+        "    refuse_dropping_rows(_target)  # stored memories go only when the operator says so\n",
+        "",
+        "tests/test_base_revision.py -k refuses",
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 
 from tests.conftest import ROOT
-from tests.helpers import column_typmod, registry_of
+from tests.helpers import column_typmod, memories, registry_of, seed_store
 from vestige_embed import HashEmbedder
 from vestige_embed.target import DEFAULT_TARGET, ModelState
 
@@ -74,6 +74,23 @@ def test_downgrade_to_base_removes_tables_and_index(base_schema: sa.Engine, alem
         found = conn.execute(sa.text("SELECT to_regclass(n) FROM unnest(CAST(:names AS text[])) n"), {"names": names})
         assert found.scalars().all() == [None, None, None]
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 0
+
+
+def test_downgrade_past_the_base_refuses_while_the_store_holds_rows(base_schema: sa.Engine, db_url: str) -> None:
+    from tests.cli_helpers import run_tool
+
+    with base_schema.begin() as conn:
+        seed_store(conn, HashEmbedder(256), memories(3))
+    refused = run_tool("alembic", "downgrade", "base", url=db_url)
+    assert refused.returncode != 0
+    assert "vestige: knowledge_nodes holds 3 rows, and this downgrade drops the table with them" in refused.stderr
+    assert "-x drop_rows=yes" in refused.stderr
+    with base_schema.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM knowledge_nodes")).scalar_one() == 3
+    dropped = run_tool("alembic", "-x", "drop_rows=yes", "downgrade", "base", url=db_url)
+    assert dropped.returncode == 0, dropped.stderr
+    with base_schema.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('knowledge_nodes')")).scalar() is None
 
 
 def test_offline_upgrade_prints_ddl_without_a_server(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,8 @@ Create Date: 2026-11-28
 
 Initial model: the deterministic hashing embedder vestige/hash-256.
 Downgrade drops the tables and the index but keeps the `vector` extension, which other
-schemas of the database may use.
+schemas of the database may use. It refuses while the table holds rows, unless the
+operator says `alembic downgrade base -x drop_rows=yes`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 from pgvector.sqlalchemy import VECTOR
 
+from vestige_embed.alembic.ops import refuse_dropping_rows
 from vestige_embed.embedders import resolve_embedder
 from vestige_embed.target import DEFAULT_TARGET, Statements
 from vestige_embed.target.statements import create_pgvector, create_registry, drop_registry
@@ -51,6 +53,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_dropping_rows(_target)  # stored memories go only when the operator says so
     op.execute(_statements.drop_index())
     op.execute(drop_registry())
     op.drop_table(_target.table_name)

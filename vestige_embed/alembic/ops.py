@@ -17,7 +17,7 @@ from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.run.engine import run_reembed
 from vestige_embed.run.plan import DEFAULT_BATCH_SIZE, ReembedPlan
 from vestige_embed.settings.config import Settings, load_settings
-from vestige_embed.target import Target
+from vestige_embed.target import DEFAULT_TARGET, Statements, Target
 
 #: `op.reembed` keywords that describe the target (the rest describe the plan).
 TARGET_FIELDS = ("table", "key", "content", "embedding", "storage", "distance", "index")
@@ -102,3 +102,17 @@ def _reembed(operations: Operations, operation: ReembedOp) -> None:
         autocommit_block=context.autocommit_block,
         progress=progress_for("reembed"),
     )
+
+
+#: The `-x` argument with which `alembic downgrade` past a base revision may drop the rows.
+DROP_ROWS_ARGUMENT = "drop_rows"
+
+
+def refuse_dropping_rows(target: Target = DEFAULT_TARGET) -> None:
+    """In a base revision's downgrade, before it drops the table: stop while the table holds
+    rows, unless the operator said `alembic downgrade ... -x drop_rows=yes`."""
+    from alembic import context, op
+
+    if context.get_x_argument(as_dictionary=True).get(DROP_ROWS_ARGUMENT) == "yes":
+        return
+    op.execute(Statements(target).rows_guard(f"-x {DROP_ROWS_ARGUMENT}=yes"))

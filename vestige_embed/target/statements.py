@@ -731,6 +731,23 @@ class Statements:
             ]
         )
 
+    def rows_guard(self, how_to_go_on: str) -> GuardBlock:
+        """Stops a downgrade that would drop the table while it holds rows (online and in the
+        `--sql` script alike): the team's memories are not the schema's to drop unasked."""
+        return GuardBlock(
+            [
+                (
+                    self.count_rows(),
+                    sa.literal(f"vestige: {self.target.table} holds ")
+                    + sa.literal_column("missing::text", sa.Text)
+                    + sa.literal(
+                        " rows, and this downgrade drops the table with them. Nothing was changed. "
+                        f"To drop them, run the downgrade again with {how_to_go_on}."
+                    ),
+                )
+            ]
+        )
+
     # The registry row of this target.
 
     def _registry_row(self) -> sa.ColumnElement[bool]:
