@@ -150,3 +150,13 @@ def test_an_unfinished_change_without_its_index_is_not_told_to_build_one_by_hand
     found = status(capsys, db_url)
     assert problems_with(found, "has not finished")
     assert not problems_with(found, "CREATE INDEX")
+
+
+def test_status_without_a_database_creates_no_embedded_cluster(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_tool
+
+    pgdata = tmp_path / "pgdata"
+    result = run_tool("vestige", "migrate", "status", url=None, cwd=tmp_path, VESTIGE_PGDATA=str(pgdata))
+    assert result.returncode == 2
+    assert "no database configured" in result.stderr and "Nothing was created" in result.stderr
+    assert not pgdata.exists()

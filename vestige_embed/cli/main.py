@@ -426,10 +426,11 @@ def _ini_url(path: str) -> str | None:
     return Config(path).get_main_option("sqlalchemy.url") or None
 
 
-def _engine(settings: Settings, lock_timeout: str) -> sa.Engine:
+def _engine(settings: Settings, lock_timeout: str, *, read_only: bool = False) -> sa.Engine:
+    """`read_only` commands (status, --dry-run) never create an embedded cluster."""
     import sqlalchemy as sa
 
-    url = resolve_database_url(settings)
+    url = resolve_database_url(settings, create=not read_only)
     log.info("database: %s", redact(url))
     # No command waits forever behind a lock: status and --dry-run too.
     return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args(lock_timeout))
@@ -457,7 +458,7 @@ def _reembed(args: argparse.Namespace) -> int:
         commit_batches=True,
         lock_timeout=args.lock_timeout,
     )
-    engine = _engine(settings, args.lock_timeout)
+    engine = _engine(settings, args.lock_timeout, read_only=args.dry_run)
     with engine.connect() as conn:
         if args.dry_run:
             summary = dry_run_reembed(conn, embedder, plan, target=target)
@@ -534,7 +535,7 @@ def _status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     target = _target(args)
-    with _engine(settings, args.lock_timeout).connect() as conn:
+    with _engine(settings, args.lock_timeout, read_only=True).connect() as conn:
         store = store_status(conn, target)
         # Revisions change the default target: only its registry is compared with the history.
         registry = store.get("registry") if target.describe() == DEFAULT_TARGET.describe() else None

@@ -106,10 +106,17 @@ def parse_threads(value: str | None, source: str) -> int | None:
     return int(text)
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """The URL to connect to, starting the embedded server when none was configured."""
+def resolve_database_url(settings: Settings, *, create: bool = True) -> str:
+    """The URL to connect to, starting the embedded server when none was configured.
+    `create=False` (read-only commands) refuses to make a new, empty embedded cluster."""
     if settings.database_url is not None:
         return settings.database_url
+    if not create and not (settings.pgdata / "PG_VERSION").is_file():
+        raise ConfigError(
+            f"no database configured ({DATABASE_URL_ENV}, --postgres-url or sqlalchemy.url in alembic.ini), "
+            f"and the embedded server has no data in {settings.pgdata}: set the URL of your database, or "
+            "run `vestige demo` first to try the embedded one. Nothing was created"
+        )
     from vestige_embed.settings.embedded import embedded_database_url
 
     return embedded_database_url(settings.pgdata)
