@@ -8,7 +8,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-import vestige_embed.alembic  # noqa: F401  (registers op.reembed)
+from vestige_embed.alembic import include_object  # the import registers op.reembed too
+from vestige_embed.demo.schema import metadata
 from vestige_embed.settings.config import load_settings, resolve_database_url
 from vestige_embed.settings.urls import DRIVER, connect_args
 
@@ -35,7 +36,14 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, transaction_per_migration=True)
+    context.configure(
+        connection=connection,
+        transaction_per_migration=True,
+        # `alembic check` and autogenerate compare the store with its table's declaration,
+        # leaving alone what vestige-embed manages (registry, staging, HNSW, vector sizes).
+        target_metadata=metadata,
+        include_object=include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,45 @@
+"""What autogenerate and `alembic check` leave to vestige-embed.
+
+A team passes `include_object` to `context.configure(...)` in its env.py. Without it,
+`alembic check` fails on every store vestige-embed manages (the registry and staging
+tables are in no team's models, the HNSW index is rebuilt by each change, the embedding
+column's size follows the model), and `alembic revision --autogenerate` writes a revision
+that drops the search index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgvector.sqlalchemy import HALFVEC, VECTOR
+
+from vestige_embed.target import DEFAULT_TARGET, Statements
+from vestige_embed.target.statements import REGISTRY
+
+#: The columns of every staging table (one definition: the statement builder's).
+_STAGING_COLUMNS = frozenset(Statements(DEFAULT_TARGET).staging.c.keys())
+_VECTOR_TYPES = (VECTOR, HALFVEC)
+_HNSW = "hnsw"
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's `include_object` hook: False for what vestige-embed manages."""
+    if type_ == "table":
+        return not (name == REGISTRY or (reflected and set(obj.c.keys()) == _STAGING_COLUMNS))
+    if type_ == "index":
+        return not (_is_hnsw(obj) or (compare_to is not None and _is_hnsw(compare_to)))
+    if type_ == "column":
+        # Both sides a vector column: its size is the registry's model's, not the models' file's.
+        both = compare_to is not None and _is_vector(obj) and _is_vector(compare_to)
+        # A vector column in the database alone: a change's new column, mid-run.
+        transient = reflected and compare_to is None and _is_vector(obj) and str(name).endswith("_next")
+        return not (both or transient)
+    return True
+
+
+def _is_hnsw(index: Any) -> bool:
+    return str(index.dialect_kwargs.get("postgresql_using", "")).lower() == _HNSW
+
+
+def _is_vector(column: Any) -> bool:
+    return isinstance(column.type, _VECTOR_TYPES)
