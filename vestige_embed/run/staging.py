@@ -75,6 +75,7 @@ def stage(
     with idle_while_embedding(conn), run_lock(conn, target, description, transaction=False):
         staged, already = stage_pass(conn, Statements(target), embedder, batch_size, progress or NoProgress())
         commit(conn)
+    commit(conn)  # the session setting restored on the way out
     return StageReport(staged, already, round(time.perf_counter() - started, 6))
 
 
