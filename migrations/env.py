@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from vestige_embed.alembic import include_object  # the import registers op.reembed too
 from vestige_embed.demo.schema import metadata
-from vestige_embed.settings.config import load_settings, resolve_database_url
+from vestige_embed.settings.config import Settings, load_settings, project_folder, resolve_database_url
 from vestige_embed.settings.urls import DRIVER, connect_args
 
 config = context.config
@@ -18,14 +18,17 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def _settings_url() -> str | None:
-    return load_settings(ini_url=config.get_main_option("sqlalchemy.url")).database_url
+def _settings() -> Settings:
+    """Settings of this project: the folders beside alembic.ini, wherever alembic runs from."""
+    return load_settings(
+        ini_url=config.get_main_option("sqlalchemy.url"), project=project_folder(config.config_file_name)
+    )
 
 
 def run_migrations_offline() -> None:
     """`--sql`: no server is contacted (nor started); only the dialect matters."""
     context.configure(
-        url=_settings_url() or f"{DRIVER}://",
+        url=_settings().database_url or f"{DRIVER}://",
         literal_binds=True,
         # Alembic's stock setting: without it every `%` in the script is doubled.
         dialect_opts={"paramstyle": "named"},
@@ -53,7 +56,7 @@ def run_migrations_online() -> None:
     if given is not None:
         _run(given)
         return
-    url = resolve_database_url(load_settings(ini_url=config.get_main_option("sqlalchemy.url")))
+    url = resolve_database_url(_settings())
     engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args())
     with engine.connect() as connection:
         _run(connection)

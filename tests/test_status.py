@@ -160,3 +160,26 @@ def test_status_without_a_database_creates_no_embedded_cluster(tmp_path: Path) -
     assert result.returncode == 2
     assert "no database configured" in result.stderr and "Nothing was created" in result.stderr
     assert not pgdata.exists()
+
+
+def test_the_embedded_data_folder_is_the_projects_wherever_the_command_runs(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_tool
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
+    result = run_tool("vestige", "migrate", "status", "--config", str(project / "alembic.ini"), url=None, cwd=elsewhere)
+    assert result.returncode == 2
+    assert f"no data in {project / '.vestige' / 'pgdata'}" in result.stderr
+    assert not (elsewhere / ".vestige").exists()
+
+
+def test_default_folders_are_the_projects_and_given_ones_the_shells(tmp_path: Path) -> None:
+    from vestige_embed.settings.config import load_settings
+
+    settings = load_settings(environ={}, project=tmp_path)
+    state = tmp_path / ".vestige"
+    assert (settings.pgdata, settings.models_dir) == (state / "pgdata", state / "models")
+    given = load_settings(environ={"VESTIGE_MODELS_DIR": "models"}, project=tmp_path)
+    assert given.models_dir == Path("models").absolute()

@@ -16,7 +16,7 @@ from alembic.operations import MigrateOperation, Operations
 from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.run.engine import run_reembed
 from vestige_embed.run.plan import DEFAULT_BATCH_SIZE, ReembedPlan
-from vestige_embed.settings.config import Settings, load_settings
+from vestige_embed.settings.config import Settings, load_settings, project_folder
 from vestige_embed.target import DEFAULT_TARGET, Statements, Target
 
 #: `op.reembed` keywords that describe the target (the rest describe the plan).
@@ -82,10 +82,11 @@ def embedder_for(operation: ReembedOp, settings: Settings) -> Embedder:
 
 @Operations.implementation_for(ReembedOp)
 def _reembed(operations: Operations, operation: ReembedOp) -> None:
-    settings = load_settings()
+    context = operations.get_context()
+    ini_file = context.config.config_file_name if context.config is not None else None
+    settings = load_settings(project=project_folder(ini_file))
     embedder = embedder_for(operation, settings)
     plan = replace(operation.plan, prebuild_index=settings.prebuild_index)
-    context = operations.get_context()
     if context.as_sql:
         from vestige_embed.run.offline import offline_reembed_script
 

@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 
 from vestige_embed.embedders import resolve_embedder
 from vestige_embed.errors import ConfigError
-from vestige_embed.settings.config import load_settings
+from vestige_embed.settings.config import load_settings, project_folder
 
 
 def head_model(script: ScriptDirectory) -> tuple[str, int, str]:
@@ -52,7 +52,8 @@ def next_revision_id(head: str) -> str:
 
 def write_model_revision(config: Config, model: str, dimension: int | None, message: str | None) -> Path:
     """Write the revision; everything is validated before the file exists."""
-    embedder = resolve_embedder(model, dimension, models_dir=load_settings().models_dir)
+    settings = load_settings(project=project_folder(config.config_file_name))
+    embedder = resolve_embedder(model, dimension, models_dir=settings.models_dir)
     script = ScriptDirectory.from_config(config)
     previous, previous_dimension, head = head_model(script)
     if previous == model:

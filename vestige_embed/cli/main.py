@@ -26,6 +26,7 @@ from vestige_embed.settings.config import (
     PREBUILD_INDEX_ENV,
     Settings,
     load_settings,
+    project_folder,
     resolve_database_url,
 )
 from vestige_embed.settings.urls import connect_args, redact
@@ -415,7 +416,11 @@ def _embedder(args: argparse.Namespace, settings: Settings) -> Embedder:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(database_url=getattr(args, "postgres_url", None), ini_url=_ini_url(args.config))
+    return load_settings(
+        database_url=getattr(args, "postgres_url", None),
+        ini_url=_ini_url(args.config),
+        project=project_folder(args.config),
+    )
 
 
 def _ini_url(path: str) -> str | None:

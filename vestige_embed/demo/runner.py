@@ -19,7 +19,7 @@ from vestige_embed.errors import ConfigError
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.progress import NoProgress
 from vestige_embed.run.reader import Batch, stream_batches
-from vestige_embed.settings.config import load_settings, resolve_database_url
+from vestige_embed.settings.config import load_settings, project_folder, resolve_database_url
 from vestige_embed.settings.urls import connect_args, redact
 from vestige_embed.store import catalog
 from vestige_embed.store.registry import read_registry
@@ -67,9 +67,9 @@ def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...]
     return found
 
 
-def show_searches(conn: sa.Connection) -> None:
+def show_searches(conn: sa.Connection, models_dir: Path) -> None:
     model = read_registry(conn, DEFAULT_TARGET).signature
-    embedder = resolve_embedder(model.name, model.dimension, models_dir=load_settings().models_dir)
+    embedder = resolve_embedder(model.name, model.dimension, models_dir=models_dir)
     probes = embedder.embed_batch([q.text for q in QUERIES[:SHOWN_QUERIES]])
     print(f"\nSearches with {model.describe()}:")
     for query, probe in zip(QUERIES[:SHOWN_QUERIES], probes, strict=True):
@@ -83,7 +83,7 @@ def show_searches(conn: sa.Connection) -> None:
 
 def run_demo(config_path: Path) -> None:
     config = Config(str(config_path))
-    settings = load_settings(ini_url=config.get_main_option("sqlalchemy.url"))
+    settings = load_settings(ini_url=config.get_main_option("sqlalchemy.url"), project=project_folder(config_path))
     if settings.database_url is not None:
         raise ConfigError(
             f"the demo downgrades and reloads its database, so it only runs on the embedded server, "
@@ -114,13 +114,13 @@ def run_demo(config_path: Path) -> None:
     print(f"\nCorpus: {len(docs)} docstrings of this Python's standard library; {added} new rows, {total} in the store")
     print(f"Embedded {embedded} rows with {model.describe()}")
     with engine.connect() as conn:
-        show_searches(conn)
+        show_searches(conn, settings.models_dir)
 
     print(f"\n$ alembic upgrade head   (revision {head}: the model change)")
     started = time.perf_counter()
     command.upgrade(config, "head")
     print(f"upgrade took {time.perf_counter() - started:.1f} s")
     with engine.connect() as conn:
-        show_searches(conn)
+        show_searches(conn, settings.models_dir)
     engine.dispose()
     print("\nNext: `make status`, `make test`; the README explains deploying a model change.")

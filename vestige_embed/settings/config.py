@@ -47,13 +47,24 @@ class Settings:
     prebuild_index: bool = True
 
 
+def project_folder(ini_file: str | Path | None) -> Path | None:
+    """The folder of the project's alembic.ini: where `.vestige/` belongs, wherever the
+    command runs from. None without an existing file."""
+    if ini_file is None or not Path(ini_file).is_file():
+        return None
+    return Path(ini_file).resolve().parent
+
+
 def load_settings(
     *,
     database_url: str | None = None,
     ini_url: str | None = None,
     environ: Mapping[str, str] | None = None,
+    project: Path | None = None,
 ) -> Settings:
-    """Resolve settings: `database_url` (a flag), then the environment, then alembic.ini."""
+    """Resolve settings: `database_url` (a flag), then the environment, then alembic.ini.
+    The default folders are the project's (`project`, the alembic.ini folder), else the
+    current folder's; folders given in the environment are taken as the shell gives them."""
     env = os.environ if environ is None else environ
     if DATABASE_URL_ENV in env and not env[DATABASE_URL_ENV].strip() and not database_url:
         raise ConfigError(
@@ -63,12 +74,18 @@ def load_settings(
     url = database_url or env.get(DATABASE_URL_ENV) or ini_url or None
     return Settings(
         database_url=normalize_url(url) if url else None,
-        pgdata=Path(env.get(PGDATA_ENV) or DEFAULT_PGDATA).absolute(),
-        models_dir=Path(env.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).absolute(),
+        pgdata=_folder(env.get(PGDATA_ENV), DEFAULT_PGDATA, project),
+        models_dir=_folder(env.get(MODELS_DIR_ENV), DEFAULT_MODELS_DIR, project),
         embed_threads=parse_threads(env.get(EMBED_THREADS_ENV), EMBED_THREADS_ENV),
         embed_device=parse_device(env.get(EMBED_DEVICE_ENV), EMBED_DEVICE_ENV),
         prebuild_index=parse_switch(env.get(PREBUILD_INDEX_ENV), PREBUILD_INDEX_ENV, default=True),
     )
+
+
+def _folder(given: str | None, default: Path, project: Path | None) -> Path:
+    if given:
+        return Path(given).absolute()
+    return (project / default) if project is not None else default.absolute()
 
 
 def parse_device(value: str | None, source: str) -> str | None:
