@@ -296,6 +296,7 @@ def _parser() -> argparse.ArgumentParser:
         "and check the weights' sha256. Demo and tests use it; other models are downloaded by fastembed.",
         _EXIT_CODES,
     )
+    _config_arg(models, "alembic.ini of the project whose .vestige/models folder to fill")
     models.set_defaults(handler=_models)
     return parser
 
@@ -576,7 +577,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from vestige_embed.embedders.model_files import assemble_offline_model
 
-    folder = assemble_offline_model(load_settings().models_dir)
+    folder = assemble_offline_model(load_settings(project=project_folder(args.config)).models_dir)
     print(f"models folder ready: {folder}")
     return EXIT_OK
 
