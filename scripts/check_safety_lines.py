@@ -83,8 +83,8 @@ LINES: dict[str, tuple[str, str, str, str]] = {
     ),
     "drift re-embeds instead of nothing to do": (
         "vestige_embed/run/engine.py",
-        "    if column is not None and column != signature.dimension:",
-        "    if False:",
+        "    return column is None or column == signature.dimension",
+        "    return True",
         "tests/test_drift.py",
     ),
     "search refuses drifted vectors by name": (

@@ -109,6 +109,14 @@ def run_reembed(
     if already_in_place(conn, target, current, signature):
         log.info("reembed: registry already holds %s and is ready; nothing to do", signature.describe())
         return ReembedReport(rows_updated=0, duration_secs=0.0, index_rebuild_secs=0.0)
+    if current.signature == signature and current.state is ModelState.READY:
+        log.warning(
+            "reembed: %s is not vector(%d) although the registry says %s: the column was changed outside "
+            "vestige-embed; re-embedding every row",
+            target.describe(),
+            signature.dimension,
+            signature.describe(),
+        )
     catalog.require_alter_rights(conn, Statements(target))
     limit = target.storage.hnsw_max_dimension
     if signature.dimension > limit:
@@ -160,16 +168,7 @@ def already_in_place(conn: Connection, target: Target, current: RegistryRow, sig
     if not (current.signature == signature and current.state is ModelState.READY):
         return False
     column = catalog.column_dimension(conn, Statements(target))
-    if column is not None and column != signature.dimension:
-        log.warning(
-            "reembed: %s is vector(%d) but the registry says %s: the column was changed outside vestige-embed; "
-            "re-embedding every row",
-            target.describe(),
-            column,
-            signature.describe(),
-        )
-        return False
-    return True
+    return column is None or column == signature.dimension
 
 
 def _prebuilds(run: Run, *, can_commit: bool) -> bool:
@@ -239,9 +238,8 @@ def _staged_swap(run: Run) -> ReembedReport:
     steps.release_staged(run)
     steps.analyze(run)
     # The swap moved every row to the new model, whichever run copied it (a rerun after an
-    # interruption finds most rows copied already): counted after the window, not in it.
-    swapped = catalog.count(run.conn, run.st.count_rows())
-    return run.clock.report(Strategy.STAGED_SWAP, max(swapped, copied + embedded), copied)
+    # interruption finds most rows copied already): the count the index build was sized by.
+    return run.clock.report(Strategy.STAGED_SWAP, max(rows, copied + embedded), copied)
 
 
 def dry_run_reembed(

@@ -43,10 +43,11 @@ COPY_ROWS_PER_SEC = 50_000.0
 def estimate(conn: Connection, st: Statements, embedder: Embedder, plan: ReembedPlan) -> Estimate:
     """Measure, then add up each path. Leaves nothing behind in the store."""
     rows, distinct = (int(n) for n in conn.execute(st.count_rows_and_contents()).one())
-    sample_secs, sampled = _time_sample(conn, st, embedder, rows)
-    rate = sampled / sample_secs if sample_secs > 0 else math.inf
     calibration_rows = min(CALIBRATION_ROWS, max(rows, 2))
-    source, new_index = _time_new_index(conn, st, embedder, plan, rows, calibration_rows, rate)
+    texts = _sample(conn, st, rows, calibration_rows)  # one scan: the timed sample is its start
+    sample_secs, sampled = _time_sample(embedder, texts[:SAMPLE_ROWS])
+    rate = sampled / sample_secs if sample_secs > 0 else math.inf
+    source, new_index = _time_new_index(conn, st, embedder, plan, rows, texts, calibration_rows, rate)
     old_index = _time_old_index(conn, st, calibration_rows) if catalog.index_validity(conn, st) else 0.0
     data_pass = max(distinct / rate, rows / WRITE_ROWS_PER_SEC)
     index = _scaled(new_index, calibration_rows, rows)
@@ -71,8 +72,7 @@ def estimate(conn: Connection, st: Statements, embedder: Embedder, plan: Reembed
     )
 
 
-def _time_sample(conn: Connection, st: Statements, embedder: Embedder, rows: int) -> tuple[float, int]:
-    texts = _sample(conn, st, rows, SAMPLE_ROWS)
+def _time_sample(embedder: Embedder, texts: list[str]) -> tuple[float, int]:
     if not texts:
         return 0.0, 0
     embedder.embed_batch(texts[:1])  # loads the model: not part of the rate
@@ -92,6 +92,7 @@ def _time_new_index(
     embedder: Embedder,
     plan: ReembedPlan,
     rows: int,
+    texts: list[str],
     calibration_rows: int,
     rate: float,
 ) -> tuple[Calibration, float]:
@@ -103,13 +104,11 @@ def _time_new_index(
         cap_mb=plan.maintenance_work_mem_cap_mb,
         workers=plan.max_parallel_maintenance_workers,
     )
-    if rate * CALIBRATION_EMBED_SECS >= calibration_rows:
-        texts = _sample(conn, st, rows, calibration_rows)
-        if len(texts) >= calibration_rows // 2:
-            register_binary_arrays(conn)
-            vectors = VectorArray(embedder.embed_batch(texts), st.target.storage)
-            build = st.calibration_build(embedder.dimension, Calibration.GIVEN)
-            return Calibration.GIVEN, _time_build(conn, settings, build, {"vectors": vectors})
+    if rate * CALIBRATION_EMBED_SECS >= calibration_rows and len(texts) >= calibration_rows // 2:
+        register_binary_arrays(conn)
+        vectors = VectorArray(embedder.embed_batch(texts), st.target.storage)
+        build = st.calibration_build(embedder.dimension, Calibration.GIVEN)
+        return Calibration.GIVEN, _time_build(conn, settings, build, {"vectors": vectors})
     build = st.calibration_build(embedder.dimension, Calibration.RANDOM)
     return Calibration.RANDOM, _time_build(conn, settings, build, {"rows": calibration_rows})
 

@@ -108,16 +108,16 @@ def _staging_problems(conn: Connection, st: Statements, serving: ModelSignature,
 
 
 def _index_problems(st: Statements, validity: bool | None) -> list[str]:
+    if validity is True:
+        return []
     name = st.target.index
     build = compiled(st.create_index(concurrently=True))
     if validity is None:
         return [f"the HNSW index {name} is missing: search scans every row. Build it: {build};"]
-    if validity is False:
-        return [
-            f"the HNSW index {name} is INVALID (an interrupted CREATE INDEX CONCURRENTLY): search cannot use "
-            f"it. Rebuild it: {compiled(st.drop_index(concurrently=True))}; then {build};"
-        ]
-    return []
+    return [  # False: INVALID
+        f"the HNSW index {name} is INVALID (an interrupted CREATE INDEX CONCURRENTLY): search cannot use "
+        f"it. Rebuild it: {compiled(st.drop_index(concurrently=True))}; then {build};"
+    ]
 
 
 def format_status(status: dict[str, Any]) -> str:
