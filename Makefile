@@ -72,8 +72,8 @@ status: $(DEPS) ## vestige migrate status
 stage: $(if $(MODEL),models,usage-stage) ## vestige migrate stage MODEL=name [DIM=n]
 	@$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
 
-revision: $(if $(MODEL),$(DEPS),usage-revision) ## vestige migrate revision MODEL=name [DIM=n] [MESSAGE=text]
-	@$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(MESSAGE),-m "$(MESSAGE)")
+revision: $(if $(MODEL),$(DEPS),usage-revision) ## vestige migrate revision MODEL=name [DIM=n] [TABLE=name] [MESSAGE=text]
+	@$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(TABLE),--table "$(TABLE)") $(if $(MESSAGE),-m "$(MESSAGE)")
 
 reembed: $(if $(and $(MODEL),$(DIM)),models,usage-reembed) ## vestige migrate reembed MODEL=name DIM=n [ARGS=--no-confirm]
 	@$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
@@ -81,7 +81,7 @@ reembed: $(if $(and $(MODEL),$(DIM)),models,usage-reembed) ## vestige migrate re
 usage-stage:
 	@echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2
 usage-revision:
-	@echo "usage: make revision MODEL=name [DIM=n] [MESSAGE=text]" >&2; exit 2
+	@echo "usage: make revision MODEL=name [DIM=n] [TABLE=name] [MESSAGE=text]" >&2; exit 2
 usage-reembed:
 	@echo "usage: make reembed MODEL=name DIM=n [ARGS=--no-confirm]" >&2; exit 2
 

@@ -96,8 +96,18 @@ def test_generated_revision_applies_and_reverts(project: Path, db_url: str, engi
     made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
     assert made.returncode == 0, made.stderr
     found = constants(next((project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")))
-    assert (found["embedding_model"], found["embedding_dimension"]) == ("vestige/hash-64", 64)
-    assert (found["previous_embedding_model"], found["previous_embedding_dimension"]) == (MINILM, 384)
+    assert found["embedding_model"] == {
+        "model": "vestige/hash-64",
+        "dimension": 64,
+        "model_hash": HashEmbedder(64).signature().hash,
+    }
+    assert found["previous_embedding_model"] == {"model": MINILM, "dimension": 384, "model_hash": None}
+    assert found["embedding_target"] == {
+        "table": "knowledge_nodes",
+        "key": "id",
+        "content": "content",
+        "embedding": "embedding",
+    }
     assert found["down_revision"] == HEAD
 
     assert run_tool("alembic", "upgrade", "0001", url=db_url, cwd=project).returncode == 0
@@ -157,7 +167,7 @@ def test_a_written_revision_passes_ruff_as_it_stands_and_has_a_clean_name(projec
     made = run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project)
     assert made.returncode == 0, made.stderr
     (written,) = (project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")
-    assert written.name == f"{NEXT_REVISION}_re_embed_with_hash_64.py"
+    assert written.name == f"{NEXT_REVISION}_re_embed_knowledge_nodes_with_hash_64.py"
     # A team's project: ruff's defaults plus import sorting and modern syntax, nothing of ours.
     checked = run_tool(str(BIN / "ruff"), "check", "--isolated", "--select", "E,F,W,I,UP,B", str(written), url=None)
     assert checked.returncode == 0, checked.stdout
@@ -177,3 +187,86 @@ def test_the_offline_script_keeps_a_percent_sign_as_written(project: Path) -> No
     result = run_tool("alembic", "upgrade", f"{HEAD}:{NEXT_REVISION}", "--sql", url=None, cwd=project)
     assert result.returncode == 0, result.stderr
     assert "' (50% off)'" in result.stdout and "%%" not in result.stdout
+
+
+def pin(revision: Path, model_hash: str) -> None:
+    """Edit the revision's pinned hash, as if it had been written on files this machine lacks."""
+    text = revision.read_text()
+    written = constants(revision)["embedding_model"]
+    assert isinstance(written, dict)
+    revision.write_text(text.replace(f'"model_hash": "{written["model_hash"]}"', f'"model_hash": "{model_hash}"'))
+
+
+def test_an_upgrade_on_other_model_files_than_the_revision_pins_refuses(
+    project: Path, db_url: str, engine: sa.Engine
+) -> None:
+    assert (
+        run_tool("vestige", "migrate", "revision", "--model", "vestige/hash-64", url=None, cwd=project).returncode == 0
+    )
+    (written,) = (project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")
+    pin(written, "0" * 64)
+    assert run_tool("alembic", "upgrade", "0001", url=db_url, cwd=project).returncode == 0
+    with engine.begin() as conn:
+        seed_store(conn, HashEmbedder(256), TEXTS)
+    refused = run_tool("alembic", "upgrade", "head", url=db_url, cwd=project)
+    assert refused.returncode != 0
+    assert "FAILED: the revision pins vestige/hash-64 to files with sha256 000000000000" in refused.stdout
+    assert "Traceback" not in refused.stderr
+    assert_store_on(engine, MINILM, 384)  # where the revisions before it left it
+    accepted = run_tool("alembic", "-x", "accept_model_hash=yes", "upgrade", "head", url=db_url, cwd=project)
+    assert accepted.returncode == 0, accepted.stderr
+    assert_store_on(engine, "vestige/hash-64", 64)
+
+
+def test_a_model_that_cannot_be_loaded_here_is_written_unpinned_with_a_warning(project: Path) -> None:
+    made = run_tool(
+        "vestige", "migrate", "revision", "--model", "BAAI/bge-small-en-v1.5", url=None, cwd=project,
+        HF_HUB_OFFLINE="1", FASTEMBED_CACHE_PATH=str(project / "empty-cache"),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "could not be loaded here, so the revision does not pin its files" in made.stderr
+    (written,) = (project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")
+    assert constants(written)["embedding_model"] == {
+        "model": "BAAI/bge-small-en-v1.5",
+        "dimension": 384,
+        "model_hash": None,
+    }
+
+
+def test_a_revision_for_a_table_no_revision_declares_names_adoption(project: Path) -> None:
+    result = run_tool(
+        "vestige", "migrate", "revision", "--table", "articles", "--model", "vestige/hash-64", url=None, cwd=project
+    )
+    assert result.returncode == 2
+    assert "no revision of alembic.ini declares a model for articles: adopt its vectors first" in result.stderr
+
+
+def test_an_adopt_revision_passes_ruff_as_it_stands_and_names_the_target(project: Path) -> None:
+    from tests.cli_helpers import BIN
+
+    made = run_tool(
+        "vestige", "migrate", "adopt", "--table", "articles", "--key", "article_id",
+        "--content", "title || ' ' || body", "--embedding", "emb", "--distance", "l2",
+        "--model", "vestige/hash-64", "--dimension", "64", url=None, cwd=project,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (written,) = (project / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py")
+    assert written.name == f"{NEXT_REVISION}_adopt_articles_on_hash_64.py"
+    found = constants(written)
+    assert found["embedding_target"] == {
+        "table": "articles", "key": "article_id", "content": "title || ' ' || body",
+        "embedding": "emb", "distance": "l2",
+    }  # fmt: skip
+    assert "op.adopt_embeddings(**embedding_model, **embedding_target)" in written.read_text()
+    assert "op.release_embeddings(**embedding_target)" in written.read_text()
+    checked = run_tool(str(BIN / "ruff"), "check", "--isolated", "--select", "E,F,W,I,UP,B", str(written), url=None)
+    assert checked.returncode == 0, checked.stdout
+    formatted = run_tool(str(BIN / "ruff"), "format", "--isolated", "--check", str(written), url=None)
+    assert formatted.returncode == 0, formatted.stdout
+    again = run_tool(
+        "vestige", "migrate", "revision", "--table", "articles", "--model", "vestige/hash-32", url=None, cwd=project
+    )
+    assert again.returncode == 0, again.stderr
+    (second,) = (project / "migrations" / "versions").glob(f"{int(NEXT_REVISION) + 1:04d}_*.py")
+    assert constants(second)["previous_embedding_model"] == found["embedding_model"]
+    assert constants(second)["embedding_target"] == found["embedding_target"]

@@ -80,6 +80,26 @@ def test_tampered_onnx_file_fails_with_a_clear_error(minilm_folder: Path, tmp_pa
         FastembedEmbedder(MINILM, folder=copy).signature()
 
 
+@pytest.mark.parametrize(
+    "edited", ["tokenizer.json", "tokenizer_config.json", "config.json", "special_tokens_map.json"]
+)
+def test_the_signature_covers_tokenizer_and_config_not_only_the_weights(
+    minilm_folder: Path, tmp_path: Path, edited: str
+) -> None:
+    """Same weights, another tokenizer or config: other vectors, so another signature."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in minilm_folder.iterdir():
+        if file.name == "model.onnx":
+            (copy / file.name).symlink_to(file)
+        else:
+            shutil.copyfile(file, copy / file.name)
+    with (copy / edited).open("a") as f:
+        f.write("\n")
+    original = FastembedEmbedder(MINILM, folder=minilm_folder).signature()
+    assert FastembedEmbedder(MINILM, folder=copy).signature().hash != original.hash
+
+
 def test_hash_vectors_are_byte_identical_across_processes() -> None:
     code = (
         "import sys; from vestige_embed import HashEmbedder;"

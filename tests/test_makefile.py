@@ -124,4 +124,4 @@ def test_make_revision_writes_a_model_change(tmp_path: Path, db_url: str) -> Non
     assert result.returncode == 0, result.stderr
     created = list((tmp_path / "migrations" / "versions").glob(f"{NEXT_REVISION}_*.py"))
     assert len(created) == 1
-    assert 'embedding_model = "BAAI/bge-small-en-v1.5"' in created[0].read_text()
+    assert '"model": "BAAI/bge-small-en-v1.5"' in created[0].read_text()

@@ -13,11 +13,14 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from vestige_embed.alembic.revision import model_at
+from vestige_embed.target import Target
 
 
-def alembic_status(conn: Connection, config_path: Path, registry_model: str | None) -> tuple[dict[str, Any], list[str]]:
-    """`({"current", "head", "model"}, problems)`. `registry_model` is what the store holds now
-    (None to skip that comparison: another target than the one revisions change)."""
+def alembic_status(
+    conn: Connection, config_path: Path, target: Target, registry_model: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """`({"current", "head", "model"}, problems)`. `registry_model` is what `target` holds now
+    (None when it is not registered)."""
     currents = MigrationContext.configure(conn).get_current_heads()
     current = ", ".join(currents) if currents else None
     found: dict[str, Any] = {"current": current}
@@ -39,15 +42,16 @@ def alembic_status(conn: Connection, config_path: Path, registry_model: str | No
             )
             return found, problems
     if len(currents) == 1:
-        declared = model_at(script, currents[0])
-        found["model"] = None if declared is None else declared[0]
-        if declared is not None and registry_model is not None and declared[0] != registry_model:
+        declared = model_at(script, currents[0], target.table, target.embedding)
+        found["model"] = None if declared is None else declared.model
+        if declared is not None and registry_model is not None and declared.model != registry_model:
+            table = "" if target.table == Target().table else f" --table {target.table}"
             problems.append(
-                f"the registry holds {registry_model}, but revision {currents[0]} leaves the store on "
-                f"{declared[0]} (changed since by `vestige migrate reembed`?): the next upgrade or downgrade "
-                f"starts from the wrong model. Re-embed back (`vestige migrate reembed --model {declared[0]} "
-                f"--dimension {declared[1]}`) or record the change "
-                f"(`vestige migrate revision --model {registry_model}`)"
+                f"the registry holds {registry_model}, but revision {currents[0]} leaves {target.describe()} on "
+                f"{declared.model} (changed since by `vestige migrate reembed`?): the next upgrade or downgrade "
+                f"starts from the wrong model. Re-embed back (`vestige migrate reembed{table} --model "
+                f"{declared.model} --dimension {declared.dimension}`) or record the change "
+                f"(`vestige migrate revision{table} --model {registry_model}`)"
             )
     if set(currents) != set(heads):
         problems.append(f"revisions {', '.join(heads)} not applied yet: run `alembic upgrade head`")

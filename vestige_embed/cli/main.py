@@ -30,6 +30,7 @@ from vestige_embed.settings.config import (
     resolve_database_url,
 )
 from vestige_embed.settings.urls import connect_args, redact
+from vestige_embed.target import DEFAULT_TARGET
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -163,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = _command(
         commands,
         "migrate",
-        "re-embed, stage, status, revision",
+        "re-embed, stage, status, revision, adopt",
         "Change the model of a store now (reembed), ahead of time (stage), check it (status), or write the "
         "change as an Alembic revision (revision).",
         "`vestige migrate ACTION --help` describes each action.",
@@ -262,18 +263,44 @@ def _parser() -> argparse.ArgumentParser:
     revision = _command(
         actions,
         "revision",
-        "write a revision that re-embeds with MODEL",
-        "Write the next Alembic revision of --config's script directory: its upgrade re-embeds with --model, "
-        "its downgrade with the model the head revision leaves the store on. The model is checked (and its "
-        "dimension read) before the file is written.",
+        "write a revision that re-embeds a table with MODEL",
+        "Write the next Alembic revision of --config's script directory: its upgrade re-embeds --table with "
+        "--model, its downgrade with the model the head revision leaves the table on (the revision that adopted "
+        "it, or the last that changed it). The model is checked and its dimension read before the file is "
+        "written; the revision pins the model's files (sha256 of weights, tokenizer and config). A model that "
+        "cannot be loaded here is written unpinned, with a warning.",
         _EMBEDDER,
         _EXIT_CODES,
-        "example:\n  vestige migrate revision --model BAAI/bge-small-en-v1.5 -m 'bge small' && alembic upgrade head",
+        "example:\n  vestige migrate revision --table articles --model BAAI/bge-small-en-v1.5 && alembic upgrade head",
     )
     _model_args(revision, dimension_required=False)
-    revision.add_argument("-m", "--message", help="revision message (default: re-embed with MODEL (was OLD))")
+    revision.add_argument(
+        "--table", default=DEFAULT_TARGET.table, help=f"the table whose model changes (default {DEFAULT_TARGET.table})"
+    )
+    revision.add_argument("--embedding", help="its vector column, when the history declares several for the table")
+    revision.add_argument("-m", "--message", help="revision message (default: re-embed TABLE with MODEL)")
     _config_arg(revision, "alembic.ini of the project to write the revision into")
     revision.set_defaults(handler=_revision)
+
+    adopt = _command(
+        actions,
+        "adopt",
+        "write a revision that registers a table's existing vectors as MODEL's",
+        "Write the next Alembic revision of --config's script directory: its upgrade checks that the column's "
+        "stored vectors are --model's (a sample of rows is embedded again and compared; it refuses, changing "
+        "nothing, when they are not), creates the registry if absent, registers the column, and builds its HNSW "
+        "index (or takes over an HNSW index already on the column). Nothing is re-embedded. Its downgrade "
+        "removes the registration only. Later model changes: `vestige migrate revision --table TABLE`.",
+        _EMBEDDER,
+        _EXIT_CODES,
+        "example:\n  vestige migrate adopt --table documents --key doc_id --content body --embedding emb \\\n"
+        "      --model sentence-transformers/all-MiniLM-L6-v2 --dimension 384 && alembic upgrade head",
+    )
+    _target_args(adopt, table_required=True)
+    _model_args(adopt, dimension_required=True)
+    adopt.add_argument("-m", "--message", help="revision message (default: adopt TABLE on MODEL)")
+    _config_arg(adopt, "alembic.ini of the project to write the revision into")
+    adopt.set_defaults(handler=_adopt)
 
     demo = _command(
         commands,
@@ -340,11 +367,15 @@ def _database_args(p: argparse.ArgumentParser) -> None:
     _config_arg(p, "alembic.ini to read sqlalchemy.url from")
 
 
-def _target_args(p: argparse.ArgumentParser) -> None:
-    from vestige_embed.target import DEFAULT_TARGET, Distance, Storage
+def _target_args(p: argparse.ArgumentParser, *, table_required: bool = False) -> None:
+    from vestige_embed.target import Distance, Storage
 
-    group = p.add_argument_group("target", "the embedding column to work on (default: knowledge_nodes.embedding)")
-    group.add_argument("--table", default=DEFAULT_TARGET.table, help="table, `name` or `schema.name`")
+    what = "the embedding column to work on" + ("" if table_required else " (default: knowledge_nodes.embedding)")
+    group = p.add_argument_group("target", what)
+    if table_required:
+        group.add_argument("--table", required=True, help="table, `name` or `schema.name`")
+    else:
+        group.add_argument("--table", default=DEFAULT_TARGET.table, help="table, `name` or `schema.name`")
     group.add_argument("--key", default=DEFAULT_TARGET.key, help="its key column (uuid, bigint or text)")
     group.add_argument(
         "--content",
@@ -537,15 +568,13 @@ def _stage(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from vestige_embed.alembic.status import alembic_status
     from vestige_embed.store.status import PROBLEMS, format_status, store_status
-    from vestige_embed.target import DEFAULT_TARGET
 
     settings = _settings(args)
     target = _target(args)
     with _engine(settings, args.lock_timeout, read_only=True).connect() as conn:
         store = store_status(conn, target)
-        # Revisions change the default target: only its registry is compared with the history.
-        registry = store.get("registry") if target.describe() == DEFAULT_TARGET.describe() else None
-        history, problems = alembic_status(conn, Path(args.config), registry and registry["name"])
+        registry = store.get("registry")
+        history, problems = alembic_status(conn, Path(args.config), target, registry and registry["name"])
     status = {"alembic": history, **store}
     status[PROBLEMS] = problems + store[PROBLEMS]
     if args.json:
@@ -555,15 +584,31 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _revision(args: argparse.Namespace) -> int:
+def _alembic_config(path: str) -> Any:
     from alembic.config import Config
 
+    if not Path(path).is_file():
+        raise ConfigError(f"{path} not found; run from the project folder or pass --config")
+    return Config(path)
+
+
+def _revision(args: argparse.Namespace) -> int:
     from vestige_embed.alembic.revision import write_model_revision
 
-    if not Path(args.config).is_file():
-        raise ConfigError(f"{args.config} not found; run from the project folder or pass --config")
-    path = write_model_revision(Config(args.config), args.model, args.dimension, args.message)
+    config = _alembic_config(args.config)
+    path = write_model_revision(
+        config, args.model, args.dimension, args.message, table=args.table, embedding=args.embedding
+    )
     print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from vestige_embed.alembic.revision import write_adopt_revision
+
+    config = _alembic_config(args.config)
+    path = write_adopt_revision(config, _target(args), args.model, args.dimension, args.message)
+    print(f"wrote {path}; `alembic upgrade head` checks the claim and registers {args.table}")
     return EXIT_OK
 
 

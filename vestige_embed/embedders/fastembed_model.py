@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vestige_embed.embedders.base import Matrix
-from vestige_embed.embedders.model_files import OFFLINE_MODEL, folder_name, holds_model, verified_sha256
+from vestige_embed.embedders.model_files import OFFLINE_MODEL, folder_name, holds_model, model_files_sha256
 from vestige_embed.errors import EmbedderError, ModelIntegrityError, ModelLoadError, UnknownModelError
 from vestige_embed.settings.config import EMBED_DEVICES
 from vestige_embed.target.signature import ModelSignature
@@ -101,13 +101,13 @@ def _require_cuda() -> None:
 
 
 @functools.cache
-def _weights_sha256(path: Path, model_file: str) -> str:
-    """Hash the loaded weights once per process (MiniLM: ~90 MB, ~0.2 s)."""
-    return verified_sha256(path, model_file)
+def _files_sha256(path: Path, model_file: str) -> str:
+    """Hash the loaded model's files once per process (MiniLM: ~90 MB, ~0.2 s)."""
+    return model_files_sha256(path, model_file)
 
 
 class FastembedEmbedder:
-    """A fastembed `TextEmbedding`, loaded on first use, identified by the sha256 of its weights."""
+    """A fastembed `TextEmbedding`, loaded on first use, identified by the sha256 of its files."""
 
     def __init__(
         self,
@@ -170,7 +170,7 @@ class FastembedEmbedder:
                 raise ModelIntegrityError(
                     f"{self._folder} does not hold {self._name} (needs {self._model_file} and tokenizer.json)"
                 )
-            _weights_sha256(self._folder.resolve(), self._model_file)
+            _files_sha256(self._folder.resolve(), self._model_file)
         options: dict[str, Any] = {"threads": self._threads}
         if self._device != "auto":
             options["cuda"] = self._device == "cuda"
@@ -198,7 +198,7 @@ class FastembedEmbedder:
 
     def signature(self) -> ModelSignature:
         if self._signature is None:
-            digest = _weights_sha256(self.loaded_folder(), self._model_file)
+            digest = _files_sha256(self.loaded_folder(), self._model_file)
             self._signature = ModelSignature(self._name, self._dimension, digest)
         return self._signature
 

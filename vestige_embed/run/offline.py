@@ -104,3 +104,31 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         st.release_staged(signature),
         st.register_model(signature),
     ]
+
+
+def offline_adopt_script(target: Target, signature: ModelSignature) -> list[sa.Executable]:
+    """An adoption as a script: registry, registration, index. Unlike the online upgrade it
+    cannot check that the stored vectors are the model's: the header says so."""
+    st = Statements(target)
+    plan = ReembedPlan()
+    return [
+        Comment(
+            [
+                f"vestige-embed: adopt {target.describe()} as {signature.describe()}",
+                f"model hash {signature.hash}",
+                "A script cannot embed: the claim that the stored vectors are this model's is NOT checked",
+                "here (`alembic upgrade head` checks a sample before registering). An existing HNSW index",
+                f"on the column under another name is not taken over: {target.index} is built beside it.",
+            ]
+        ),
+        *create_registry(),
+        st.insert_registry(signature),
+        *st.build_settings(
+            None,
+            signature.dimension,
+            explicit_mb=plan.maintenance_work_mem_mb,
+            cap_mb=plan.maintenance_work_mem_cap_mb,
+            workers=plan.max_parallel_maintenance_workers,
+        ),
+        st.create_index(if_not_exists=True),
+    ]

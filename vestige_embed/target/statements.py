@@ -401,7 +401,11 @@ class Statements:
         ]
 
     def rename_next_index(self) -> RenameIndex:
-        return RenameIndex(self.target.schema, self.target.next_index, self.target.index)
+        return self.rename_index(self.target.next_index)
+
+    def rename_index(self, old: str) -> RenameIndex:
+        """Give the index `old` the target's index name."""
+        return RenameIndex(self.target.schema, old, self.target.index)
 
     # The HNSW index.
 
@@ -440,6 +444,30 @@ class Statements:
         column = self.target.content
         content = sa.func.coalesce(sampled.c[column], "") if self.target.content_is_column else self.content
         return sa.select(content).select_from(sampled).limit(sa.bindparam("size", type_=sa.Integer))
+
+    # Adoption: a column of vectors made elsewhere, checked and registered as they are.
+
+    def sample_stored(self) -> sa.Select[Any]:
+        """`(content, stored vector as text)` of about `:percent` % of the rows that have a vector,
+        at most `:size`."""
+        sampled = self.table.tablesample(sa.func.bernoulli(sa.bindparam("percent", type_=sa.Float)))
+        column = self.target.content
+        content = sa.func.coalesce(sampled.c[column], "") if self.target.content_is_column else self.content
+        stored = sampled.c[self.target.embedding]
+        query = sa.select(content, sa.cast(stored, sa.Text)).select_from(sampled).where(stored.is_not(None))
+        return query.limit(sa.bindparam("size", type_=sa.Integer))
+
+    def hnsw_indexes(self) -> sa.TextClause:
+        """`(name, operator class)` of every HNSW index on the embedding column alone."""
+        return sa.text(
+            "SELECT c.relname, o.opcname FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am m ON m.oid = c.relam"
+            " JOIN pg_opclass o ON o.oid = i.indclass[0]"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = to_regclass(:relation) AND m.amname = 'hnsw' AND i.indnatts = 1"
+            " AND a.attname = :column ORDER BY c.relname"
+        ).bindparams(relation=self.relation(), column=self.target.embedding)
 
     def count_rows_and_contents(self) -> sa.Select[Any]:
         """`(rows, distinct contents)` in one scan: a run embeds each distinct content once."""
@@ -757,6 +785,9 @@ class Statements:
     def read_registry(self) -> sa.Select[Any]:
         r = registry.c
         return sa.select(r.model_name, r.dimension, r.model_hash, r.state, r.updated_at).where(self._registry_row())
+
+    def delete_registry(self) -> sa.Delete:
+        return registry.delete().where(self._registry_row())
 
     def insert_registry(self, signature: ModelSignature) -> sa.Insert:
         table_key, column_key = self.target.registry_key
