@@ -123,6 +123,30 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "",
         "tests/test_base_revision.py -k refuses",
     ),
+    "adoption refuses vectors that are not the claimed model's": (
+        "vestige_embed/run/adopt.py",
+        "    if similarity < MIN_SIMILARITY:\n",
+        "    if False:\n",
+        "tests/test_adopt.py -k 'wrong_model or other_content'",
+    ),
+    "adoption refuses a column of another size": (
+        "vestige_embed/run/adopt.py",
+        "    if dimension is not None and dimension != signature.dimension:\n",
+        "    if False:\n",
+        "tests/test_adopt.py -k another_size",
+    ),
+    "an upgrade refuses model files other than the pinned": (
+        "vestige_embed/alembic/ops.py",
+        "    if found == operation.model_hash:\n",
+        "    if True:\n",
+        "tests/test_alembic_revisions.py -k other_model_files",
+    ),
+    "the signature covers tokenizer and config": (
+        "vestige_embed/embedders/model_files.py",
+        "    for name in SIGNED_FILES:\n",
+        "    for name in ():\n",
+        "tests/test_embedders.py -k tokenizer_and_config",
+    ),
 }
 
 

@@ -379,3 +379,10 @@ def test_an_unknown_database_is_one_line_naming_it(db_url: str) -> None:
     assert result.returncode == 1
     assert 'database "no_such_store" does not exist' in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
+
+
+def test_demo_outside_a_checkout_says_where_it_runs_without_a_traceback(tmp_path: Path) -> None:
+    result = run_tool("vestige", "demo", url=None, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "alembic.ini not found: the demo applies vestige-embed's own migrations" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / ".vestige").exists()

@@ -73,7 +73,8 @@ def test_a_registry_model_other_than_the_revisions_is_pointed_out_with_both_ways
     seeded(base_schema)
     assert main(["migrate", "reembed", "--model", "vestige/hash-64", "--dimension", "64", "--no-confirm",
                  "--postgres-url", db_url]) == EXIT_OK  # fmt: skip
-    (problem,) = problems_with(status(capsys, db_url), "but revision 0001 leaves knowledge_nodes.embedding on vestige/hash-256")
+    found = status(capsys, db_url)
+    (problem,) = problems_with(found, "but revision 0001 leaves knowledge_nodes.embedding on vestige/hash-256")
     assert "--model vestige/hash-256 --dimension 256" in problem
     assert "vestige migrate revision --model vestige/hash-64" in problem
 

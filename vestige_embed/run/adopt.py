@@ -45,14 +45,6 @@ class AdoptReport:
     median_similarity: float | None
     index: str
 
-    def summary_line(self) -> str:
-        checked = (
-            "no stored vector to check"
-            if self.median_similarity is None
-            else f"{self.sampled} rows re-embedded, median similarity {self.median_similarity:.4f}"
-        )
-        return f"adopt: {checked}; index {self.index}"
-
 
 def verify_claim(conn: Connection, embedder: Embedder, target: Target) -> tuple[int, float | None]:
     """`(rows sampled, median cosine similarity)` of stored vectors with `embedder`'s; refuses
@@ -104,8 +96,9 @@ def adopt_embeddings(conn: Connection, embedder: Embedder, target: Target) -> Ad
     if catalog.column_dimension(conn, st) is None:
         conn.execute(st.tighten(signature.dimension))
     register_target(conn, target, signature)
-    index = _take_or_build_index(conn, embedder, target)
-    return AdoptReport(sampled, similarity, index)
+    report = AdoptReport(sampled, similarity, _take_or_build_index(conn, embedder, target))
+    log.info("adopt: %s registered as %s; index %s", target.describe(), signature.describe(), report.index)
+    return report
 
 
 def release_embeddings(conn: Connection, target: Target) -> None:
