@@ -197,6 +197,7 @@ def pin(revision: Path, model_hash: str) -> None:
     revision.write_text(text.replace(f'"model_hash": "{written["model_hash"]}"', f'"model_hash": "{model_hash}"'))
 
 
+@pytest.mark.slow
 def test_an_upgrade_on_other_model_files_than_the_revision_pins_refuses(
     project: Path, db_url: str, engine: sa.Engine
 ) -> None:
@@ -270,3 +271,16 @@ def test_an_adopt_revision_passes_ruff_as_it_stands_and_names_the_target(project
     (second,) = (project / "migrations" / "versions").glob(f"{int(NEXT_REVISION) + 1:04d}_*.py")
     assert constants(second)["previous_embedding_model"] == found["embedding_model"]
     assert constants(second)["embedding_target"] == found["embedding_target"]
+
+
+def test_an_adoption_as_a_script_says_the_claim_is_not_checked_and_registers(project: Path) -> None:
+    made = run_tool(
+        "vestige", "migrate", "adopt", "--table", "articles", "--content", "body",
+        "--model", "vestige/hash-64", "--dimension", "64", url=None, cwd=project,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    script = run_tool("alembic", "upgrade", f"{HEAD}:{NEXT_REVISION}", "--sql", url=None, cwd=project)
+    assert script.returncode == 0, script.stderr
+    assert "the claim that the stored vectors are this model's is NOT checked" in script.stdout
+    assert "INSERT INTO embedding_model" in script.stdout and "'public.articles', 'embedding'" in script.stdout
+    assert "CREATE INDEX IF NOT EXISTS idx_articles_embedding_hnsw ON articles USING hnsw" in script.stdout
