@@ -137,13 +137,16 @@ def embedder_for(operation: ReembedOp | AdoptEmbeddingsOp, settings: Settings) -
 ACCEPT_HASH_ARGUMENT = "accept_model_hash"
 
 
-def pinned_embedder(operations: Operations, operation: ReembedOp | AdoptEmbeddingsOp) -> Embedder:
+def project_settings(operations: Operations) -> Settings:
+    """Settings of the migration's project: its folders are beside its alembic.ini."""
+    config = operations.get_context().config
+    return load_settings(project=project_folder(config.config_file_name if config is not None else None))
+
+
+def pinned_embedder(operation: ReembedOp | AdoptEmbeddingsOp, settings: Settings) -> Embedder:
     """The operation's model, refused when its files are not the ones the revision pins."""
     from alembic import context as alembic_context
 
-    context = operations.get_context()
-    ini_file = context.config.config_file_name if context.config is not None else None
-    settings = load_settings(project=project_folder(ini_file))
     embedder = embedder_for(operation, settings)
     if operation.model_hash is None:
         return embedder
@@ -183,9 +186,8 @@ def operator_errors() -> Iterator[None]:
 @operator_errors()
 def _reembed(operations: Operations, operation: ReembedOp) -> None:
     context = operations.get_context()
-    ini_file = context.config.config_file_name if context.config is not None else None
-    settings = load_settings(project=project_folder(ini_file))
-    embedder = pinned_embedder(operations, operation)
+    settings = project_settings(operations)
+    embedder = pinned_embedder(operation, settings)
     plan = replace(operation.plan, prebuild_index=settings.prebuild_index)
     if context.as_sql:
         from vestige_embed.run.offline import offline_reembed_script
@@ -208,7 +210,7 @@ def _reembed(operations: Operations, operation: ReembedOp) -> None:
 @Operations.implementation_for(AdoptEmbeddingsOp)
 @operator_errors()
 def _adopt(operations: Operations, operation: AdoptEmbeddingsOp) -> None:
-    embedder = pinned_embedder(operations, operation)
+    embedder = pinned_embedder(operation, project_settings(operations))
     if operations.get_context().as_sql:
         from vestige_embed.run.offline import offline_adopt_script
 

@@ -158,17 +158,12 @@ def write_model_revision(
     return _write(
         config,
         script,
-        head,
-        message
-        or _fitting(
-            script,
-            ("re-embed {table} with {model}", "{table} to {model}", "re-embed with {model}"),
-            table=Target(**previous.target).table_name,
-            model=model,
-        ),
+        message or ("re-embed {table} with {model}", "{table} to {model}", "re-embed with {model}"),
+        Target(**previous.target),
+        embedder,
+        model_hash,
         kind="reembed",
         embedding_target=previous.target,
-        embedding_model={"model": model, "dimension": embedder.dimension, "model_hash": model_hash},
         previous_embedding_model=previous.operation,
     )
 
@@ -187,20 +182,18 @@ def write_adopt_revision(config: Config, target: Target, model: str, dimension: 
     return _write(
         config,
         script,
-        head,
-        message
-        or _fitting(
-            script, ("adopt {table} on {model}", "adopt {table}", "adopt"), table=target.table_name, model=model
-        ),
+        message or ("adopt {table} on {model}", "adopt {table}", "adopt"),
+        target,
+        embedder,
+        pinned_hash(embedder),
         kind="adopt",
         embedding_target=target_fields(target),
-        embedding_model={"model": model, "dimension": embedder.dimension, "model_hash": pinned_hash(embedder)},
     )
 
 
-def _fitting(script: ScriptDirectory, messages: tuple[str, ...], **values: str) -> str:
-    """The first message whose file-name slug Alembic keeps whole (a cut slug ends in `_`)."""
-    values["model"] = values["model"].rsplit("/", 1)[-1]
+def _fitting(script: ScriptDirectory, messages: tuple[str, ...], target: Target, model: str) -> str:
+    """The first default message whose file-name slug Alembic keeps whole (a cut slug ends in `_`)."""
+    values = {"table": target.table_name, "model": model.rsplit("/", 1)[-1]}
     for message in (m.format(**values) for m in messages):
         if len("_".join(re.findall(r"\w+", message))) <= script.truncate_slug_length:
             return message
@@ -213,9 +206,21 @@ def _embedder(config: Config, model: str, dimension: int | None) -> Embedder:
     return resolve_embedder(model, dimension, models_dir=settings.models_dir)
 
 
-def _write(config: Config, script: ScriptDirectory, head: str, message: str, **context: Any) -> Path:
+def _write(
+    config: Config,
+    script: ScriptDirectory,
+    message: str | tuple[str, ...],
+    target: Target,
+    embedder: Embedder,
+    model_hash: str | None,
+    **context: Any,
+) -> Path:
     """Alembic's `generate_revision` (file name, version folder, post-write hooks), rendered
-    from the package's template."""
+    from the package's template. `message`: the operator's, or default messages to choose from."""
+    if not isinstance(message, str):
+        message = _fitting(script, message, target, embedder.name)
+    context["embedding_model"] = {"model": embedder.name, "dimension": embedder.dimension, "model_hash": model_hash}
+    head = single_head(script)
     render = script._generate_template
 
     def from_package_template(src: Path, dest: Path, **kw: Any) -> None:

@@ -13,7 +13,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from vestige_embed.alembic.revision import model_at
-from vestige_embed.target import Target
+from vestige_embed.target import DEFAULT_TARGET, Target
 
 
 def alembic_status(
@@ -45,7 +45,7 @@ def alembic_status(
         declared = model_at(script, currents[0], target.table, target.embedding)
         found["model"] = None if declared is None else declared.model
         if declared is not None and registry_model is not None and declared.model != registry_model:
-            table = "" if target.table == Target().table else f" --table {target.table}"
+            table = "" if target.table == DEFAULT_TARGET.table else f" --table {target.table}"
             problems.append(
                 f"the registry holds {registry_model}, but revision {currents[0]} leaves {target.describe()} on "
                 f"{declared.model} (changed since by `vestige migrate reembed`?): the next upgrade or downgrade "

@@ -165,8 +165,8 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "migrate",
         "re-embed, stage, status, revision, adopt",
-        "Change the model of a store now (reembed), ahead of time (stage), check it (status), or write the "
-        "change as an Alembic revision (revision).",
+        "Change the model of a store now (reembed), ahead of time (stage), check it (status), write the "
+        "change as an Alembic revision (revision), or register a column of vectors you already have (adopt).",
         "`vestige migrate ACTION --help` describes each action.",
         _EXIT_CODES,
     )
