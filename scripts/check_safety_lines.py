@@ -147,6 +147,18 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "    for name in ():\n",
         "tests/test_embedders.py -k tokenizer_and_config",
     ),
+    "Ray: the driver checks every row is staged": (
+        "vestige_embed/run/distributed.py",
+        "    if missing > inserted:\n",
+        "    if False:\n",
+        "tests/test_ray_staging.py -k loses",
+    ),
+    "Ray: a worker with other model files is refused": (
+        "vestige_embed/run/distributed.py",
+        "        if found != signature:\n",
+        "        if False:\n",
+        "tests/test_ray_staging.py -k model_files_differ",
+    ),
 }
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from vestige_embed.embedders import Embedder
+    from vestige_embed.run.distributed import RayOptions
     from vestige_embed.run.plan import DryRunSummary
     from vestige_embed.target import Target
 
@@ -243,6 +244,32 @@ def _parser() -> argparse.ArgumentParser:
     _batch_arg(stage)
     _threads_arg(stage)
     stage.add_argument("--drop", action="store_true", help="drop the target's staging table instead (no --model)")
+    ray = stage.add_argument_group(
+        "Ray",
+        "stage on a Ray cluster (pip install 'vestige-embed[ray]'; docs/scale.md): key ranges, one model per worker",
+    )
+    ray.add_argument(
+        "--ray-address",
+        help="the cluster (`auto`, `ray://head:10001`, `HOST:6379`), or `local` to start one on this machine",
+    )
+    ray.add_argument("--workers", type=_positive, default=1, help="embedding actors (default 1)")
+    ray.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="CPUs per actor, the model's threads (default 1)"
+    )
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor; above 0 runs on CUDA")
+    ray.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=300.0,
+        help="fail the job when no row was staged for this many seconds (default 300)",
+    )
+    ray.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the workers (repeat), e.g. VESTIGE_MODELS_DIR=/models",
+    )
     stage.set_defaults(handler=_stage)
 
     status = _command(
@@ -559,10 +586,39 @@ def _stage(args: argparse.Namespace) -> int:
         print(f"dropped the staging table of {target.describe()} (if there was one)")
         return EXIT_OK
     embedder = _embedder(args, settings)
-    with _engine(settings, args.lock_timeout).connect() as conn:
-        report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
+    engine = _engine(settings, args.lock_timeout)
+    with engine.connect() as conn:
+        if args.ray_address:
+            from vestige_embed.run.distributed import stage_on_ray
+
+            url = engine.url.render_as_string(hide_password=False)
+            options = _ray_options(args)
+            report = stage_on_ray(
+                conn, url, embedder, options, target=target, batch_size=args.batch_size, progress=progress_for("stage")
+            )
+        else:
+            report = stage(conn, embedder, target=target, batch_size=args.batch_size, progress=progress_for("stage"))
     print(report.summary_line())
     return EXIT_OK
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions:
+    from vestige_embed.run.distributed import RayOptions
+
+    env = []
+    for item in args.worker_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise ConfigError(f"--worker-env takes NAME=VALUE, got '{item}'")
+        env.append((name, value))
+    return RayOptions(
+        address=args.ray_address,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        stall_secs=args.stall_timeout,
+        worker_env=tuple(env),
+    )
 
 
 def _status(args: argparse.Namespace) -> int:

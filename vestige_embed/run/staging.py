@@ -84,6 +84,18 @@ def stage_pass(
 ) -> tuple[int, int]:
     """One pass over the rows without a fresh staged vector: (rows staged, rows already fresh)."""
     signature = embedder.signature()
+    todo, already = prepare_staging(conn, st, signature)
+    progress.start(todo)
+    try:
+        staged = stage_rows(conn, st, embedder, batch_size, progress, label=label)
+    finally:
+        progress.finish()
+    return staged, already
+
+
+def prepare_staging(conn: Connection, st: Statements, signature: ModelSignature) -> tuple[int, int]:
+    """The staging table, ready for `signature`'s vectors (others' dropped); committed.
+    Returns (rows to embed, rows already fresh)."""
     for statement in st.create_staging():
         conn.execute(statement)
     # Writers following the write contract stage their rows for this model from now on.
@@ -104,7 +116,26 @@ def stage_pass(
         signature.describe(),
         already,
     )
-    progress.start(todo)
+    return todo, already
+
+
+def stage_rows(
+    conn: Connection,
+    st: Statements,
+    embedder: Embedder,
+    batch_size: int,
+    progress: Progress,
+    *,
+    within: sa.ColumnElement[bool] | None = None,
+    label: str = "stage",
+) -> int:
+    """Embed and stage the rows (`within`, when given) that have no fresh staged vector, key-paged,
+    committing per batch; returns the rows staged. The staging table must exist."""
+    signature = embedder.signature()
+    stale: sa.ColumnElement[bool] = sa.not_(st.fresh_staged(signature))
+    stale_after: sa.ColumnElement[bool] = sa.not_(st.fresh_staged(signature, after=True))
+    if within is not None:
+        stale, stale_after = sa.and_(stale, within), sa.and_(stale_after, within)
     writer = StagingWriter(conn, st, signature)
 
     def write(batch: Batch, vectors: Matrix) -> int:
@@ -112,25 +143,14 @@ def stage_pass(
         commit(conn)
         return count
 
-    try:
-        staged = run_pipeline(
-            page_batches(
-                conn,
-                st,
-                batch_size,
-                stale,
-                with_hash=True,
-                where_after=sa.not_(st.fresh_staged(signature, after=True)),
-            ),
-            embedder,
-            write,
-            progress=progress,
-            label=label,
-            stored=_staged_by_content(conn, st, signature),
-        )
-    finally:
-        progress.finish()
-    return staged, already
+    return run_pipeline(
+        page_batches(conn, st, batch_size, stale, with_hash=True, where_after=stale_after),
+        embedder,
+        write,
+        progress=progress,
+        label=label,
+        stored=_staged_by_content(conn, st, signature),
+    )
 
 
 def _staged_by_content(conn: Connection, st: Statements, signature: ModelSignature) -> Lookup:

@@ -639,6 +639,34 @@ class Statements:
         changed = self.table.c[column].is_distinct_from(self.staging.c.staged_vector)
         return self.apply_staged(signature, column).where(changed)
 
+    def key_sample(self) -> sa.Select[Any]:
+        """About `:percent` % of the keys (pages sampled: cheap on any size), in key order."""
+        sampled = self.table.tablesample(sa.func.system(sa.bindparam("percent", type_=sa.Float)))
+        key = sampled.c[self.target.key]
+        return sa.select(key).select_from(sampled).order_by(key)
+
+    def staged_any(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
+        """True for a row with a vector staged for `signature`, fresh or not."""
+        s = self.staging.c
+        return sa.select(sa.literal(1)).where(s.row_key == self.key, self.staged_for(signature)).exists()
+
+    def write_counters(self, relation: str) -> sa.Select[Any]:
+        """`(rows inserted, rows updated)` since the server's statistics began, for `relation`
+        (cheap on any size; the server publishes a backend's counts within about a second)."""
+        stats = sa.table("pg_stat_user_tables", sa.column("relid"), sa.column("n_tup_ins"), sa.column("n_tup_upd"))
+        return sa.select(stats.c.n_tup_ins, stats.c.n_tup_upd).where(
+            stats.c.relid == sa.cast(sa.func.to_regclass(relation), OID)
+        )
+
+    def key_in_range(self, low: Any, high: Any) -> sa.ColumnElement[bool]:
+        """`low <= key < high` (None: no bound), in the server's own key order."""
+        bounds: list[sa.ColumnElement[bool]] = []
+        if low is not None:
+            bounds.append(self.key >= low)
+        if high is not None:
+            bounds.append(self.key < high)
+        return sa.and_(sa.true(), *bounds)
+
     def key_page_end(self, *, first: bool) -> sa.Select[Any]:
         """The last key of the `:size` rows after `:after` (none when fewer are left)."""
         query = sa.select(self.key).order_by(self.key)
