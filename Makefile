@@ -20,7 +20,7 @@ PEER_PACKAGES := langchain-postgres
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 14
 
-.PHONY: help usage-stage usage-revision usage-reembed venv models demo test test-slow lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-peers clean
+.PHONY: help usage-stage usage-revision usage-reembed venv models demo test test-slow lint upgrade downgrade sql status stage revision reembed bench bench-quick bench-ray bench-peers clean
 
 # Installation talks on stderr only, so `make sql > change.sql` holds nothing but SQL.
 $(STAMP): pyproject.toml
@@ -69,8 +69,8 @@ status: $(DEPS) ## vestige migrate status
 	@$(BIN)/vestige migrate status
 
 # A target missing its variables stops before any other work (install, models).
-stage: $(if $(MODEL),models,usage-stage) ## vestige migrate stage MODEL=name [DIM=n]
-	@$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM))
+stage: $(if $(MODEL),models,usage-stage) ## vestige migrate stage MODEL=name [DIM=n] [ARGS=--ray-address ...]
+	@$(BIN)/vestige migrate stage --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(ARGS)
 
 revision: $(if $(MODEL),$(DEPS),usage-revision) ## vestige migrate revision MODEL=name [DIM=n] [TABLE=name] [MESSAGE=text]
 	@$(BIN)/vestige migrate revision --model "$(MODEL)" $(if $(DIM),--dimension $(DIM)) $(if $(TABLE),--table "$(TABLE)") $(if $(MESSAGE),-m "$(MESSAGE)")
@@ -79,7 +79,7 @@ reembed: $(if $(and $(MODEL),$(DIM)),models,usage-reembed) ## vestige migrate re
 	@$(BIN)/vestige migrate reembed --model "$(MODEL)" --dimension $(DIM) $(ARGS)
 
 usage-stage:
-	@echo "usage: make stage MODEL=name [DIM=n]" >&2; exit 2
+	@echo "usage: make stage MODEL=name [DIM=n] [ARGS=...]" >&2; exit 2
 usage-revision:
 	@echo "usage: make revision MODEL=name [DIM=n] [TABLE=name] [MESSAGE=text]" >&2; exit 2
 usage-reembed:
@@ -98,6 +98,10 @@ bench-quick: models ## the same figures at small sizes, under 3 minutes
 	$(PY) scripts/bench_embedders.py --quick --repeats $(REPEATS)
 	$(PY) scripts/bench_engine.py --quick --repeats $(REPEATS)
 	$(PY) scripts/bench_window.py --rows 1000 --repeats $(REPEATS)
+
+# Staging on a local Ray cluster against one process; the staging write path against COPY.
+bench-ray: models ## staging on Ray (1 and 2 actors) against one process, and the write path against COPY
+	$(OFFLINE) $(PY) scripts/bench_ray.py --repeats $(REPEATS)
 
 # vestige-embed next to what teams otherwise write (a per-row ORM script, LangChain's
 # PGVector), in a virtual environment of their own.

@@ -586,13 +586,13 @@ def _stage(args: argparse.Namespace) -> int:
         print(f"dropped the staging table of {target.describe()} (if there was one)")
         return EXIT_OK
     embedder = _embedder(args, settings)
+    options = _ray_options(args) if args.ray_address else None  # a usage error before connecting
     engine = _engine(settings, args.lock_timeout)
     with engine.connect() as conn:
-        if args.ray_address:
+        if options is not None:
             from vestige_embed.run.distributed import stage_on_ray
 
             url = engine.url.render_as_string(hide_password=False)
-            options = _ray_options(args)
             report = stage_on_ray(
                 conn, url, embedder, options, target=target, batch_size=args.batch_size, progress=progress_for("stage")
             )

@@ -49,6 +49,8 @@ log = logging.getLogger("vestige_embed.stage")
 RAY_EXTRA = "vestige-embed[ray]"
 #: `--ray-address` that starts a cluster on this machine (tests, one big machine).
 LOCAL = "local"
+#: The fewest rows a range is cut to, however many workers there are.
+MIN_RANGE_ROWS = 100
 #: Keys sampled to cut the key space into ranges of about equal row counts.
 SAMPLE_KEYS = 100_000
 
@@ -75,6 +77,11 @@ class RayOptions:
             )
         if self.stall_secs <= 0:
             raise ConfigError(f"the stall timeout must be above 0 seconds (got {self.stall_secs})")
+
+    def parts(self, rows: int) -> int:
+        """Ranges of about `rows_per_range` rows, but at least 4 per worker (so every worker has
+        work and a slow range does not hold up the end) while they hold 100 rows or more."""
+        return max(1, min(max(math.ceil(rows / self.rows_per_range), 4 * self.workers), rows // MIN_RANGE_ROWS))
 
     @property
     def threads(self) -> int:
@@ -173,7 +180,7 @@ def stage_on_ray(
     with idle_while_embedding(conn), run_lock(conn, target, description, transaction=False):
         todo, already = prepare_staging(conn, st, signature)
         inserted_before = _inserted(conn, st)
-        ranges = key_ranges(conn, st, math.ceil((todo + already) / options.rows_per_range))
+        ranges = key_ranges(conn, st, options.parts(todo + already))
         _start(ray, options)
         dataset = ray.data.from_items([{"range": n} for n in range(len(ranges))], override_num_blocks=len(ranges))
         dataset = dataset.map_batches(
@@ -235,6 +242,7 @@ def _start(ray: Any, options: RayOptions) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the driver's progress says it
 
 
 def _inserted(conn: Connection, st: Statements) -> int:
