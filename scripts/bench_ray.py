@@ -11,7 +11,9 @@ Then the staging write path (`StagingWriter`: binary arrays, one upsert) in rows
 against binary COPY of the same rows into an unindexed table, on the same server.
 
 Run: `.venv/bin/python scripts/bench_ray.py [--rows N] [--minilm-rows N] [--repeats N]`
-(needs the ray extra: pip install 'vestige-embed[ray]').
+(needs the ray extra: pip install 'vestige-embed[ray]'). On a GPU machine, `--gpus 1`
+adds Ray with one actor on the GPU, on a non-quantized model (`--gpu-model`, downloaded
+by fastembed: run it with HF_HUB_OFFLINE=0).
 """
 
 from __future__ import annotations
@@ -61,33 +63,38 @@ def measured(run: Callable[[], None], cpu: Figure) -> float:
     return wall
 
 
-def contenders(server: Any, embedder: Embedder, cpu: dict[str, Figure]) -> dict[str, Callable[[], float]]:
+def contenders(
+    server: Any, embedder: Embedder, cpu: dict[str, Figure], gpus: float = 0.0
+) -> dict[str, Callable[[], float]]:
     def single() -> None:
         engine = copy_database(server, SEED, "ray_run")
         with engine.connect() as conn:
             stage(conn, embedder)
         engine.dispose()
 
-    def on_ray(workers: int) -> Callable[[], None]:
+    def on_ray(workers: int, gpus_per_worker: float = 0.0) -> Callable[[], None]:
         def run() -> None:
             engine = copy_database(server, SEED, "ray_run")
             url = engine.url.render_as_string(hide_password=False)
+            options = RayOptions(workers=workers, gpus_per_worker=gpus_per_worker)
             with engine.connect() as conn:
-                stage_on_ray(conn, url, embedder, RayOptions(workers=workers), target=DEFAULT_TARGET)
+                stage_on_ray(conn, url, embedder, options, target=DEFAULT_TARGET)
             engine.dispose()
 
         return run
 
     runs = {"single process": single, "Ray, 1 actor": on_ray(1), "Ray, 2 actors": on_ray(2)}
+    if gpus:
+        runs[f"Ray, 1 actor, {gpus:g} GPU"] = on_ray(1, gpus)
     for name in runs:
         cpu[name] = Figure(name, "CPU s")
     return {name: (lambda run=run, name=name: measured(run, cpu[name])) for name, run in runs.items()}
 
 
-def compare(server: Any, embedder: Embedder, rows: int, repeats: int) -> None:
+def compare(server: Any, embedder: Embedder, rows: int, repeats: int, gpus: float = 0.0) -> None:
     seeded_database(server, SEED, HashEmbedder(256), docstring_texts(rows))
     cpu: dict[str, Figure] = {}
-    walls = alternate(contenders(server, embedder, cpu), repeats, "s")
+    walls = alternate(contenders(server, embedder, cpu, gpus), repeats, "s")
     print(f"\n{embedder.name}, {rows} rows: wall, then the machine's CPU seconds")
     for name, figure in walls.items():
         print(figure.line(1))
@@ -156,6 +163,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="rows for the hashing embedder (default 20,000)")
     parser.add_argument("--minilm-rows", type=int, default=1_000, help="rows for MiniLM (default 1,000)")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument(
+        "--gpus",
+        type=float,
+        default=0.0,
+        help="on a machine with a GPU (onnxruntime-gpu installed): also Ray with 1 actor of this many GPUs, "
+        "on --gpu-model",
+    )
+    parser.add_argument(
+        "--gpu-model",
+        default="BAAI/bge-small-en-v1.5",
+        help="a non-quantized model for the GPU runs (fastembed downloads it with HF_HUB_OFFLINE=0; "
+        "default BAAI/bge-small-en-v1.5)",
+    )
     args = parser.parse_args()
     import ray
 
@@ -170,6 +190,9 @@ def main() -> None:
         compare(
             server, resolve_embedder(MINILM, 384, models_dir=load_settings().models_dir), args.minilm_rows, args.repeats
         )
+        if args.gpus:
+            gpu_model = resolve_embedder(args.gpu_model, models_dir=load_settings().models_dir)
+            compare(server, gpu_model, args.minilm_rows, args.repeats, args.gpus)
         write_paths(server, args.rows, args.repeats)
         ray.shutdown()
 

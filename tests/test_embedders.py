@@ -215,3 +215,16 @@ def test_embed_device_comes_from_the_environment() -> None:
     assert load_settings(environ={}).embed_device is None
     with pytest.raises(ConfigError, match=r"VESTIGE_EMBED_DEVICE must be one of auto, cpu, cuda \(got 'gpu'\)"):
         load_settings(environ={"VESTIGE_EMBED_DEVICE": "gpu"})
+
+
+def test_a_model_without_fastembed_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vestige_embed.embedders.fastembed_model import supported_models
+
+    supported_models.cache_clear()
+    monkeypatch.setitem(sys.modules, "fastembed", None)  # as if never installed
+    try:
+        with pytest.raises(EmbedderError, match=r"fastembed is not installed: pip install 'vestige-embed\[cpu\]'"):
+            resolve_embedder("BAAI/bge-small-en-v1.5")
+        assert resolve_embedder("vestige/hash-64").dimension == 64  # the hashing embedders need none
+    finally:
+        supported_models.cache_clear()

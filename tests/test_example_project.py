@@ -35,7 +35,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (folder / "dist").glob("vestige_embed-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True)
     venv_pip = [str(folder / "venv" / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*venv_pip, "install", f"{wheel}[binary]"], check=True)
+    subprocess.run([*venv_pip, "install", f"{wheel}[binary,cpu]"], check=True)
     return folder / "venv" / "bin"
 
 

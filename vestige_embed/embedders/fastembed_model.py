@@ -62,7 +62,14 @@ def route_fastembed_logs() -> None:
 @functools.cache
 def supported_models() -> dict[str, dict[str, Any]]:
     """fastembed's dense text models by name, with their descriptions."""
-    from fastembed import TextEmbedding
+    try:
+        from fastembed import TextEmbedding
+    except ImportError:
+        raise EmbedderError(
+            "fastembed is not installed: pip install 'vestige-embed[cpu]', or 'vestige-embed[gpu]' on a GPU node "
+            "(fastembed-gpu and onnxruntime-gpu, never beside the CPU packages: they provide the same modules). "
+            "The hashing embedders (vestige/hash-N) need neither"
+        ) from None
 
     return {str(d["model"]): d for d in TextEmbedding.list_supported_models()}
 
