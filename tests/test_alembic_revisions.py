@@ -242,6 +242,7 @@ def test_a_revision_for_a_table_no_revision_declares_names_adoption(project: Pat
     assert "no revision of alembic.ini declares a model for articles: adopt its vectors first" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_adopt_revision_passes_ruff_as_it_stands_and_names_the_target(project: Path) -> None:
     from tests.cli_helpers import BIN
 
@@ -273,6 +274,7 @@ def test_an_adopt_revision_passes_ruff_as_it_stands_and_names_the_target(project
     assert constants(second)["embedding_target"] == found["embedding_target"]
 
 
+@pytest.mark.slow
 def test_an_adoption_as_a_script_says_the_claim_is_not_checked_and_registers(project: Path) -> None:
     made = run_tool(
         "vestige", "migrate", "adopt", "--table", "articles", "--content", "body",

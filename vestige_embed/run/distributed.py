@@ -210,9 +210,9 @@ def stage_on_ray(
             options.gpus_per_worker,
         )
         progress.start(todo)
-        staged = 0
+        staged, stalled = 0, threading.Event()
         try:
-            with _watchdog(url, st, options.stall_secs) as stalled:
+            with _watchdog(url, st, options.stall_secs, stalled):
                 for out in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     count = int(out["staged"].sum())
                     staged += count
@@ -274,13 +274,13 @@ def _verify(conn: Connection, st: Statements, signature: ModelSignature, inserte
 
 
 @contextlib.contextmanager
-def _watchdog(url: str, st: Statements, stall_secs: float) -> Iterator[threading.Event]:
-    """Interrupts the driver when the staging table's write counters stand still for
-    `stall_secs` (the server's statistics: no scan, any table size)."""
-    stalled, done = threading.Event(), threading.Event()
+def _watchdog(url: str, st: Statements, stall_secs: float, stalled: threading.Event) -> Iterator[None]:
+    """Sets `stalled` and interrupts the driver when the staging table's write counters stand
+    still for `stall_secs` (the server's statistics: no scan, any table size)."""
+    done = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         log.warning("stage: no watchdog: it interrupts the main thread, and this job runs in another")
-        yield stalled
+        yield
         return
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args())
 
@@ -301,7 +301,7 @@ def _watchdog(url: str, st: Statements, stall_secs: float) -> Iterator[threading
     thread = threading.Thread(target=watch, name="vestige-embed-watchdog", daemon=True)
     thread.start()
     try:
-        yield stalled
+        yield
     finally:
         done.set()
         thread.join(timeout=10)
