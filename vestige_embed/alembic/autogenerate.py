@@ -14,12 +14,11 @@ from typing import Any
 from pgvector.sqlalchemy import HALFVEC, VECTOR
 
 from vestige_embed.target import DEFAULT_TARGET, Statements
-from vestige_embed.target.statements import REGISTRY
+from vestige_embed.target.statements import INDEX_METHOD, REGISTRY
 
 #: The columns of every staging table (one definition: the statement builder's).
 _STAGING_COLUMNS = frozenset(Statements(DEFAULT_TARGET).staging.c.keys())
 _VECTOR_TYPES = (VECTOR, HALFVEC)
-_HNSW = "hnsw"
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -38,7 +37,7 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 
 def _is_hnsw(index: Any) -> bool:
-    return str(index.dialect_kwargs.get("postgresql_using", "")).lower() == _HNSW
+    return str(index.dialect_kwargs.get("postgresql_using", "")).lower() == INDEX_METHOD
 
 
 def _is_vector(column: Any) -> bool:

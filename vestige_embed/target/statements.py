@@ -45,6 +45,8 @@ WRITER_LOCK_MODE = "ROW EXCLUSIVE"
 RUN_LOCK_NAMESPACE = 0x5645_4D42  # "VEMB"
 
 REGISTRY = "embedding_model"
+#: pgvector's index access method that every target's search index uses.
+INDEX_METHOD = "hnsw"
 REGISTRY_KEY = "embedding_model_target_key"
 #: The single-row registry of vestige-embed 0.1 had this key column (always 1).
 LEGACY_REGISTRY_ID = "id"
@@ -420,7 +422,7 @@ class Statements:
         return sa.Index(
             name or self.target.index,
             table.c[column],
-            postgresql_using="hnsw",
+            postgresql_using=INDEX_METHOD,
             postgresql_ops={column: self.target.distance.opclass(self.target.storage)},
             postgresql_with={"m": self.target.hnsw.m, "ef_construction": self.target.hnsw.ef_construction},
             postgresql_concurrently=concurrently,
@@ -465,9 +467,9 @@ class Statements:
             " JOIN pg_am m ON m.oid = c.relam"
             " JOIN pg_opclass o ON o.oid = i.indclass[0]"
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-            " WHERE i.indrelid = to_regclass(:relation) AND m.amname = 'hnsw' AND i.indnatts = 1"
+            " WHERE i.indrelid = to_regclass(:relation) AND m.amname = :method AND i.indnatts = 1"
             " AND a.attname = :column ORDER BY c.relname"
-        ).bindparams(relation=self.relation(), column=self.target.embedding)
+        ).bindparams(relation=self.relation(), column=self.target.embedding, method=INDEX_METHOD)
 
     def count_rows_and_contents(self) -> sa.Select[Any]:
         """`(rows, distinct contents)` in one scan: a run embeds each distinct content once."""
@@ -504,7 +506,7 @@ class Statements:
         index = sa.Index(
             f"{CALIBRATION_TABLE}_hnsw",
             table.c.v,
-            postgresql_using="hnsw",
+            postgresql_using=INDEX_METHOD,
             postgresql_ops={"v": self.target.distance.opclass(self.target.storage)},
             postgresql_with={"m": self.target.hnsw.m, "ef_construction": self.target.hnsw.ef_construction},
         )
