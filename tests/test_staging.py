@@ -127,9 +127,40 @@ def test_staging_for_another_model_is_replaced(store: sa.Engine) -> None:
     counting = CountingEmbedder(NEW)
     with store.connect() as conn:
         report = stage(conn, counting, batch_size=16)
-        models = conn.execute(sa.text("SELECT DISTINCT model_name FROM knowledge_nodes_embedding_staging")).scalars()
-        assert list(models) == [NEW.name]
+        models = conn.execute(sa.text("SELECT DISTINCT model_key FROM knowledge_nodes_embedding_staging")).scalars()
+        assert list(models) == [NEW.signature().key]
     assert (report.rows_staged, counting.texts) == (ROWS, ROWS)
+
+
+def test_a_staging_table_of_vestige_embed_0_2_is_replaced_by_the_next_stage(store: sa.Engine) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE UNLOGGED TABLE knowledge_nodes_embedding_staging (row_key uuid PRIMARY KEY, "
+                "staged_vector vector NOT NULL, content_sha256 bytea NOT NULL, model_name text NOT NULL, "
+                "dimension integer NOT NULL, model_hash text NOT NULL)"
+            )
+        )
+    with store.connect() as conn:
+        assert stage(conn, NEW, batch_size=16).rows_staged == ROWS
+        columns = conn.execute(
+            sa.text("SELECT attname FROM pg_attribute WHERE attrelid = 'knowledge_nodes_embedding_staging'::regclass")
+        ).scalars()
+        assert "model_key" in set(columns) and "model_hash" not in set(columns)
+
+
+def test_a_staged_row_stores_the_model_as_eight_bytes_not_its_signature(store: sa.Engine) -> None:
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+        kinds = conn.execute(
+            sa.text(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'knowledge_nodes_embedding_staging'::regclass AND attnum > 0"
+            )
+        ).all()
+    assert dict(kinds) == {
+        "row_key": "uuid", "staged_vector": "vector", "content_sha256": "bytea", "model_key": "bigint",
+    }  # fmt: skip
 
 
 def test_the_staging_table_is_unlogged(store: sa.Engine) -> None:

@@ -14,17 +14,21 @@ from typing import Any
 from pgvector.sqlalchemy import HALFVEC, VECTOR
 
 from vestige_embed.target import DEFAULT_TARGET, Statements
-from vestige_embed.target.statements import INDEX_METHOD, REGISTRY
+from vestige_embed.target.statements import INDEX_METHOD, LEGACY_STAGING_COLUMN, REGISTRY, STAGED_MODEL_KEY
 
 #: The columns of every staging table (one definition: the statement builder's).
 _STAGING_COLUMNS = frozenset(Statements(DEFAULT_TARGET).staging.c.keys())
+#: vestige-embed 0.2's staging tables (the model's name, size and hash on every row), dropped
+#: by the next `vestige migrate stage`.
+_LEGACY_STAGING_COLUMNS = (_STAGING_COLUMNS - {STAGED_MODEL_KEY}) | {"model_name", "dimension", LEGACY_STAGING_COLUMN}
 _VECTOR_TYPES = (VECTOR, HALFVEC)
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's `include_object` hook: False for what vestige-embed manages."""
     if type_ == "table":
-        return not (name == REGISTRY or (reflected and set(obj.c.keys()) == _STAGING_COLUMNS))
+        staging = reflected and set(obj.c.keys()) in (_STAGING_COLUMNS, _LEGACY_STAGING_COLUMNS)
+        return not (name == REGISTRY or staging)
     if type_ == "index":
         return not (_is_hnsw(obj) or (compare_to is not None and _is_hnsw(compare_to)))
     if type_ == "column":

@@ -30,6 +30,7 @@ from vestige_embed.target.ddl import (
     LockTable,
     RenameColumn,
     RenameIndex,
+    WhenTrue,
 )
 from vestige_embed.target.signature import ModelSignature, ModelState
 from vestige_embed.target.target import DEFAULT_TARGET, KeyType, Storage, Target
@@ -45,6 +46,10 @@ WRITER_LOCK_MODE = "ROW EXCLUSIVE"
 RUN_LOCK_NAMESPACE = 0x5645_4D42  # "VEMB"
 
 REGISTRY = "embedding_model"
+#: The staging table's column naming the model of each vector (`ModelSignature.key`), and
+#: one that only vestige-embed 0.2's staging tables have (name, size and hash on every row).
+STAGED_MODEL_KEY = "model_key"
+LEGACY_STAGING_COLUMN = "model_hash"
 #: pgvector's index access method that every target's search index uses.
 INDEX_METHOD = "hnsw"
 REGISTRY_KEY = "embedding_model_target_key"
@@ -271,9 +276,9 @@ class Statements:
             sa.Column("row_key", key_sa, primary_key=True),
             sa.Column("staged_vector", vector_type(target.storage), nullable=False),
             sa.Column("content_sha256", sa.LargeBinary, nullable=False),
-            sa.Column("model_name", sa.Text, nullable=False),
-            sa.Column("dimension", sa.Integer, nullable=False),
-            sa.Column("model_hash", sa.Text, nullable=False),
+            # The model a vector was made with, as `ModelSignature.key`: the signature itself
+            # is the registry's (staged_model_*), once, not repeated on every row.
+            sa.Column(STAGED_MODEL_KEY, sa.BigInteger, nullable=False),
             sa.Index(target.staging_content_index, "content_sha256"),
             schema=target.schema,
             # A cache of recomputable vectors: no WAL, so staging adds no fsyncs to the
@@ -603,21 +608,25 @@ class Statements:
     # Staging.
 
     def staging_exists(self) -> sa.Select[Any]:
-        return relation_exists(self.relation(self.target.staging_table))
+        """True when the staging table exists in this version's shape (0.2's counts as absent)."""
+        return sa.select(column_info(self.relation(self.target.staging_table), STAGED_MODEL_KEY).exists())
 
     def create_staging(self) -> list[sa.Executable]:
-        """The staging table and its content-hash index (added to tables staged before it)."""
+        """The staging table and its content-hash index (added to tables staged before it). A
+        table of vestige-embed 0.2's shape is dropped first: staged vectors are a cache."""
         (index,) = self.staging.indexes
-        return [CreateTable(self.staging, if_not_exists=True), CreateIndex(index, if_not_exists=True)]
+        legacy = sa.select(column_info(self.relation(self.target.staging_table), LEGACY_STAGING_COLUMN).exists())
+        return [
+            WhenTrue(legacy, DropTable(self.staging)),
+            CreateTable(self.staging, if_not_exists=True),
+            CreateIndex(index, if_not_exists=True),
+        ]
 
     def drop_staging(self) -> DropTable:
         return DropTable(self.staging, if_exists=True)
 
     def staged_for(self, signature: ModelSignature) -> sa.ColumnElement[bool]:
-        s = self.staging.c
-        return sa.and_(
-            s.model_name == signature.name, s.dimension == signature.dimension, s.model_hash == signature.hash
-        )
+        return self.staging.c[STAGED_MODEL_KEY] == sa.literal(signature.key, sa.BigInteger)
 
     def _fresh(self, signature: ModelSignature, *, after: bool = False) -> sa.ColumnElement[bool]:
         s = self.staging.c
@@ -716,17 +725,12 @@ class Statements:
             .render_derived(name="v")
         )
         source = sa.select(
-            rows.c.key,
-            rows.c.vector,
-            rows.c.content_sha256,
-            sa.literal(signature.name),
-            sa.literal(signature.dimension),
-            sa.literal(signature.hash),
+            rows.c.key, rows.c.vector, rows.c.content_sha256, sa.literal(signature.key, sa.BigInteger)
         ).where(self.key == rows.c.key, rows.c.content_sha256 == self.content_hash)
         return self._upsert_staged(source)
 
     def _upsert_staged(self, source: sa.Select[Any]) -> sa.Insert:
-        names = ["row_key", "staged_vector", "content_sha256", "model_name", "dimension", "model_hash"]
+        names = ["row_key", "staged_vector", "content_sha256", STAGED_MODEL_KEY]
         stmt = postgresql.insert(self.staging).from_select(names, source)
         upsert = stmt.on_conflict_do_update(
             index_elements=[self.staging.c.row_key], set_={n: stmt.excluded[n] for n in names[1:]}
@@ -750,9 +754,7 @@ class Statements:
         """Stops the offline script, before any change, unless no other run holds the target
         and every row has a fresh staged vector."""
         busy = sa.select(sa.func.count()).where(sa.not_(self.try_run_lock(transaction=True).scalar_subquery()))
-        missing_table = sa.select(sa.func.count()).where(
-            sa.func.to_regclass(self.relation(self.target.staging_table)).is_(None)
-        )
+        missing_table = sa.select(sa.func.count()).where(sa.not_(self.staging_exists().scalar_subquery()))
         stale = self.count_rows(
             sa.not_(
                 sa.select(sa.literal(1))
@@ -773,7 +775,8 @@ class Statements:
                 (
                     missing_table,
                     sa.literal(
-                        f"vestige: table {self.target.staging_table} does not exist: nothing is staged for {space}. "
+                        f"vestige: table {self.target.staging_table} does not exist: nothing is staged for {space} "
+                        "(an older vestige-embed's staging table counts as none). "
                         f"Run `{stage_command}`, then {_RUN_AGAIN}"
                     ),
                 ),
@@ -876,14 +879,9 @@ class Statements:
             .table_valued("key", "vector")
             .render_derived(name="v")
         )
-        source = sa.select(
-            self.key,
-            pairs.c.vector,
-            self.content_hash,
-            sa.literal(signature.name),
-            sa.literal(signature.dimension),
-            sa.literal(signature.hash),
-        ).where(self.key == pairs.c.key)
+        source = sa.select(self.key, pairs.c.vector, self.content_hash, sa.literal(signature.key, sa.BigInteger)).where(
+            self.key == pairs.c.key
+        )
         return self._upsert_staged(source)
 
     # Search.
