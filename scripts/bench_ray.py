@@ -155,6 +155,13 @@ def write_paths(server: Any, rows: int, repeats: int) -> None:
         print(figure.line())
     share = figures["staging upsert (StagingWriter)"].median / figures["binary COPY, no index"].median
     print(f"  upsert / COPY: {share:.0%}")
+    with engine.connect() as conn:
+        conn.execute(STORE.drop_staging())  # the rounds above left dead rows behind: measure one pass
+        conn.commit()
+    upsert()
+    with engine.connect() as conn:
+        size = conn.execute(sa.select(sa.func.pg_total_relation_size(STORE.relation(STORE.target.staging_table))))
+        print(f"  staging table: {size.scalar_one() / len(keys):,.0f} bytes per staged row (vector, hash, indexes)")
     engine.dispose()
 
 
