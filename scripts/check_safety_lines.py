@@ -147,6 +147,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "    for name in ():\n",
         "tests/test_embedders.py -k tokenizer_and_config",
     ),
+    "writers stage nothing without a staging table": (
+        "vestige_embed/target/statements.py",
+        "        return staged.where(self._registry_row(), self.staging_exists().scalar_subquery())\n",
+        "        return staged.where(self._registry_row())\n",
+        "tests/test_staging.py -k nothing_to_stage",
+    ),
     "Ray: the driver checks every row is staged": (
         "vestige_embed/run/distributed.py",
         "    if missing > inserted:\n",

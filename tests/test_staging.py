@@ -437,3 +437,19 @@ def test_offline_script_rewrites_the_table_on_a_same_size_change_so_the_index_ho
         assert built <= 1.2 * conn.execute(size).scalar_one()
         conn.commit()
     assert_every_row_matches_its_content(base_schema, resolve_embedder(MINILM, models_dir=MODELS_DIR))  # type: ignore[arg-type]
+
+
+def test_after_the_staging_table_is_dropped_writers_have_nothing_to_stage(store: sa.Engine) -> None:
+    from vestige_embed import model_for_write, pending_model
+    from vestige_embed.run.staging import drop_staging
+
+    with store.connect() as conn:
+        stage(conn, NEW, batch_size=16)
+    with store.begin() as conn:
+        model_for_write(conn)
+        assert pending_model(conn) == NEW.signature()
+    with store.begin() as conn:
+        drop_staging(conn)
+    with store.begin() as conn:
+        model_for_write(conn)
+        assert pending_model(conn) is None  # stage_written would fail on the missing table

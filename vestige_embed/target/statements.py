@@ -868,8 +868,11 @@ class Statements:
         )
 
     def read_staged_model(self) -> sa.Select[Any]:
+        """The model being staged; no row while there is no staging table to write to (after
+        `stage --drop`, or an older vestige-embed's), so writers never fail on it."""
         r = registry.c
-        return sa.select(r.staged_model_name, r.staged_dimension, r.staged_model_hash).where(self._registry_row())
+        staged = sa.select(r.staged_model_name, r.staged_dimension, r.staged_model_hash)
+        return staged.where(self._registry_row(), self.staging_exists().scalar_subquery())
 
     def stage_written_rows(self, signature: ModelSignature) -> sa.Insert:
         """Upsert `(:keys, :vectors)`, rows this transaction wrote, as staged for `signature`,
