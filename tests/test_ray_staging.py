@@ -37,10 +37,15 @@ TEXTS = [f"memory {i % 170} about pgvector, HNSW and Ray" for i in range(600)]
 @pytest.fixture(scope="module")
 def local_cluster() -> Iterator[None]:
     """One local Ray cluster of 2 CPUs for the module; workers find the offline models as the driver does."""
-    os.environ["VESTIGE_MODELS_DIR"] = str(MODELS_DIR)
+    previous = os.environ.get("VESTIGE_MODELS_DIR")
+    os.environ["VESTIGE_MODELS_DIR"] = str(MODELS_DIR)  # inherited by the cluster's workers
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    if previous is None:
+        del os.environ["VESTIGE_MODELS_DIR"]
+    else:
+        os.environ["VESTIGE_MODELS_DIR"] = previous
 
 
 @pytest.fixture
@@ -50,7 +55,7 @@ def store(base_schema: sa.Engine) -> sa.Engine:
     return base_schema
 
 
-def staged_vectors(engine: sa.Engine) -> dict[Any, bytes]:
+def staged_vectors(engine: sa.Engine) -> dict[Any, str]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT row_key, staged_vector::text FROM knowledge_nodes_embedding_staging"))
         return {r[0]: r[1] for r in rows}
