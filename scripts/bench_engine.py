@@ -200,14 +200,7 @@ def minilm(server: Any, rows: int, repeats: int) -> None:
 
 def hnsw(server: Any, rows: int, repeats: int) -> None:
     seeded_database(server, "index_store", HashEmbedder(384), memories(rows))
-    plan = ReembedPlan()
-    settings = STORE.build_settings(
-        rows,
-        384,
-        explicit_mb=plan.maintenance_work_mem_mb,
-        cap_mb=plan.maintenance_work_mem_cap_mb,
-        workers=plan.max_parallel_maintenance_workers,
-    )
+    settings = ReembedPlan().index_build_settings(STORE, rows, 384)
     engine = copy_database(server, "index_store", "show")
     with engine.begin() as conn:
         for statement in settings:

@@ -64,7 +64,7 @@ def staged_vectors(engine: sa.Engine) -> dict[Any, str]:
 def test_ranges_cut_the_keys_into_parts_that_cover_every_row_once(store: sa.Engine) -> None:
     with store.connect() as conn:
         st = Statements(catalog.resolve_target(conn, DEFAULT_TARGET))
-        ranges = key_ranges(conn, st, 7)
+        ranges = key_ranges(conn, st, len(TEXTS), 7)
         counts = [conn.execute(st.count_rows(st.key_in_range(lo, hi))).scalar_one() for lo, hi in ranges]
     assert len(ranges) == 7 and ranges[0][0] is None and ranges[-1][1] is None
     assert sum(counts) == len(TEXTS) and min(counts) > 0
@@ -237,7 +237,7 @@ def test_a_job_that_loses_rows_fails_loudly(
     from vestige_embed.run import distributed
 
     cut = distributed.key_ranges
-    monkeypatch.setattr(distributed, "key_ranges", lambda conn, st, parts: cut(conn, st, parts)[:-1])
+    monkeypatch.setattr(distributed, "key_ranges", lambda conn, st, rows, parts: cut(conn, st, rows, parts)[:-1])
     lost = pytest.raises(StagingError, match=r"rows have no staged vector although every range reported done")
     with lost, store.connect() as conn:
         stage_on_ray(conn, db_url, NEW, RayOptions(workers=2, rows_per_range=100), target=DEFAULT_TARGET)

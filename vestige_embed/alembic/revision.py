@@ -158,6 +158,7 @@ def write_model_revision(
     return _write(
         config,
         script,
+        head,
         message or ("re-embed {table} with {model}", "{table} to {model}", "re-embed with {model}"),
         Target(**previous.target),
         embedder,
@@ -182,6 +183,7 @@ def write_adopt_revision(config: Config, target: Target, model: str, dimension: 
     return _write(
         config,
         script,
+        head,
         message or ("adopt {table} on {model}", "adopt {table}", "adopt"),
         target,
         embedder,
@@ -209,6 +211,7 @@ def _embedder(config: Config, model: str, dimension: int | None) -> Embedder:
 def _write(
     config: Config,
     script: ScriptDirectory,
+    head: str,
     message: str | tuple[str, ...],
     target: Target,
     embedder: Embedder,
@@ -220,7 +223,6 @@ def _write(
     if not isinstance(message, str):
         message = _fitting(script, message, target, embedder.name)
     context["embedding_model"] = {"model": embedder.name, "dimension": embedder.dimension, "model_hash": model_hash}
-    head = single_head(script)
     render = script._generate_template
 
     def from_package_template(src: Path, dest: Path, **kw: Any) -> None:

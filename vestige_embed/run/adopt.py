@@ -46,11 +46,10 @@ class AdoptReport:
     index: str
 
 
-def verify_claim(conn: Connection, embedder: Embedder, target: Target) -> tuple[int, float | None]:
-    """`(rows sampled, median cosine similarity)` of stored vectors with `embedder`'s; refuses
-    when they are not its vectors."""
+def verify_claim(conn: Connection, embedder: Embedder, target: Target, rows: int) -> tuple[int, float | None]:
+    """`(rows sampled, median cosine similarity)` of stored vectors with `embedder`'s (`rows`:
+    the table's); refuses when they are not its vectors."""
     st = Statements(target)
-    rows = catalog.count(conn, st.count_rows())
     percent = min(100.0, 100.0 * 4 * SAMPLE_ROWS / max(rows, 1))
     sample = conn.execute(st.sample_stored(), {"percent": percent, "size": SAMPLE_ROWS}).all()
     if not sample:
@@ -88,7 +87,8 @@ def adopt_embeddings(conn: Connection, embedder: Embedder, target: Target) -> Ad
             f"{target.describe()} is already registered with {existing.signature.describe()}; "
             "change its model with a re-embed revision (`vestige migrate revision`), not an adoption"
         )
-    sampled, similarity = verify_claim(conn, embedder, target)
+    rows = catalog.count(conn, st.count_rows())
+    sampled, similarity = verify_claim(conn, embedder, target, rows)
     if similarity is None:
         log.warning("adopt: %s has no stored vector to check the claim against", target.describe())
     else:
@@ -96,7 +96,7 @@ def adopt_embeddings(conn: Connection, embedder: Embedder, target: Target) -> Ad
     if catalog.column_dimension(conn, st) is None:
         conn.execute(st.tighten(signature.dimension))
     register_target(conn, target, signature)
-    report = AdoptReport(sampled, similarity, _take_or_build_index(conn, embedder, target))
+    report = AdoptReport(sampled, similarity, _take_or_build_index(conn, embedder, target, rows))
     log.info("adopt: %s registered as %s; index %s", target.describe(), signature.describe(), report.index)
     return report
 
@@ -121,7 +121,7 @@ def _require_column_shape(conn: Connection, st: Statements, signature: ModelSign
         )
 
 
-def _take_or_build_index(conn: Connection, embedder: Embedder, target: Target) -> str:
+def _take_or_build_index(conn: Connection, embedder: Embedder, target: Target, rows: int) -> str:
     """The target's HNSW index: kept, renamed from an existing one, or built."""
     st = Statements(target)
     found = conn.execute(st.hnsw_indexes()).all()
@@ -143,5 +143,5 @@ def _take_or_build_index(conn: Connection, embedder: Embedder, target: Target) -
     run = Run(
         conn, embedder, ReembedPlan(), target, read_registry(conn, target), NoProgress(), own_autocommit_block(conn)
     )
-    steps.build_index(run, catalog.count(conn, st.count_rows()))
+    steps.build_index(run, rows)
     return f"{target.index} built"

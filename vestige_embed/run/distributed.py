@@ -101,13 +101,12 @@ def import_ray() -> Any:
     return ray
 
 
-def key_ranges(conn: Connection, st: Statements, parts: int) -> list[tuple[Any, Any]]:
-    """`parts` ranges `[low, high)` of the key (None: open end) holding about as many rows
-    each: cut at quantiles of a sample of the keys, in the server's own key order (uuid,
-    bigint or text alike)."""
+def key_ranges(conn: Connection, st: Statements, rows: int, parts: int) -> list[tuple[Any, Any]]:
+    """`parts` ranges `[low, high)` of the key (None: open end) holding about as many of the
+    table's `rows` each: cut at quantiles of a sample of the keys, in the server's own key
+    order (uuid, bigint or text alike)."""
     if parts <= 1:
         return [(None, None)]
-    rows = catalog.count(conn, st.count_rows())
     percent = min(100.0, 100.0 * SAMPLE_KEYS / max(rows, 1))
     keys = conn.execute(st.key_sample(), {"percent": percent}).scalars().all()
     commit(conn)
@@ -180,7 +179,7 @@ def stage_on_ray(
     with idle_while_embedding(conn), run_lock(conn, target, description, transaction=False):
         todo, already = prepare_staging(conn, st, signature)
         inserted_before = _inserted(conn, st)
-        ranges = key_ranges(conn, st, options.parts(todo + already))
+        ranges = key_ranges(conn, st, todo + already, options.parts(todo + already))
         _start(ray, options)
         dataset = ray.data.from_items([{"range": n} for n in range(len(ranges))], override_num_blocks=len(ranges))
         dataset = dataset.map_batches(
@@ -254,9 +253,10 @@ def _inserted(conn: Connection, st: Statements) -> int:
 def _verify(conn: Connection, st: Statements, signature: ModelSignature, inserted: int) -> None:
     """Every row is fresh, but rows edited or inserted while the job ran; anything else is a
     fault of the job, said loudly."""
-    stale = sa.not_(st.fresh_staged(signature))
-    edited = catalog.count(conn, st.count_rows(sa.and_(stale, st.staged_any(signature))))
-    missing = catalog.count(conn, st.count_rows(sa.and_(stale, sa.not_(st.staged_any(signature)))))
+    stale, edited = conn.execute(
+        st.count_rows_and_matching(st.staged_any(signature), among=sa.not_(st.fresh_staged(signature)))
+    ).one()
+    missing = stale - edited
     commit(conn)
     if missing > inserted:
         raise StagingError(

@@ -97,13 +97,7 @@ def _time_new_index(
     rate: float,
 ) -> tuple[Calibration, float]:
     """The build of the new index, with the real build's memory and workers."""
-    settings = st.build_settings(
-        rows,
-        embedder.dimension,
-        explicit_mb=plan.maintenance_work_mem_mb,
-        cap_mb=plan.maintenance_work_mem_cap_mb,
-        workers=plan.max_parallel_maintenance_workers,
-    )
+    settings = plan.index_build_settings(st, rows, embedder.dimension)
     if rate * CALIBRATION_EMBED_SECS >= calibration_rows and len(texts) >= calibration_rows // 2:
         register_binary_arrays(conn)
         vectors = VectorArray(embedder.embed_batch(texts), st.target.storage)

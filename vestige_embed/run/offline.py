@@ -58,18 +58,6 @@ def header(target: Target, signature: ModelSignature, plan: ReembedPlan) -> Comm
     return Comment(lines)
 
 
-def index_build(st: Statements, signature: ModelSignature, plan: ReembedPlan) -> list[sa.Executable]:
-    """The build settings, sized by counting the table when the script runs, and the index."""
-    settings = st.build_settings(
-        None,
-        signature.dimension,
-        explicit_mb=plan.maintenance_work_mem_mb,
-        cap_mb=plan.maintenance_work_mem_cap_mb,
-        workers=plan.max_parallel_maintenance_workers,
-    )
-    return [*settings, st.create_index(if_not_exists=True)]
-
-
 def offline_reembed_script(target: Target, signature: ModelSignature, plan: ReembedPlan) -> list[sa.Executable]:
     """The statements of the offline model change, in the order the online path runs them.
 
@@ -104,7 +92,8 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         relax,
         st.apply_staged(signature),
         tighten,
-        *index_build(st, signature, plan),
+        *plan.index_build_settings(st, None, signature.dimension),
+        st.create_index(if_not_exists=True),
         st.analyze(),
         st.release_staged(signature),
         st.register_model(signature),
@@ -127,5 +116,6 @@ def offline_adopt_script(target: Target, signature: ModelSignature) -> list[sa.E
         ),
         *create_registry(),
         st.insert_registry(signature),
-        *index_build(st, signature, ReembedPlan()),
+        *ReembedPlan().index_build_settings(st, None, signature.dimension),
+        st.create_index(if_not_exists=True),
     ]

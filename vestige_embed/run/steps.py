@@ -207,14 +207,7 @@ def build_index(run: Run, rows: int, *, column: str | None = None, name: str | N
 
 
 def _build(run: Run, rows: int, column: str | None, name: str, *, concurrently: bool) -> None:
-    settings = run.st.build_settings(
-        rows,
-        run.signature.dimension,
-        explicit_mb=run.plan.maintenance_work_mem_mb,
-        cap_mb=run.plan.maintenance_work_mem_cap_mb,
-        workers=run.plan.max_parallel_maintenance_workers,
-        local=not concurrently,
-    )
+    settings = run.plan.index_build_settings(run.st, rows, run.signature.dimension, local=not concurrently)
     names = ("maintenance_work_mem", "max_parallel_maintenance_workers")
     with run.restoring(names) if concurrently else contextlib.nullcontext():
         shown = [run.conn.execute(s).scalar() for s in settings]

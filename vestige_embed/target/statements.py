@@ -569,9 +569,12 @@ class Statements:
         query = sa.select(sa.func.count()).select_from(self.table)
         return query if where is None else query.where(where)
 
-    def count_rows_and_matching(self, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-        """`(rows, rows matching where)` in one scan."""
-        return cast(sa.Select[Any], self.count_rows().with_only_columns(sa.func.count(), sa.func.count().filter(where)))
+    def count_rows_and_matching(
+        self, where: sa.ColumnElement[bool], among: sa.ColumnElement[bool] | None = None
+    ) -> sa.Select[Any]:
+        """`(rows, rows matching where)` in one scan, of the rows matching `among` (default: all)."""
+        counts = self.count_rows(among).with_only_columns(sa.func.count(), sa.func.count().filter(where))
+        return cast(sa.Select[Any], counts)
 
     def count_rows_without_vector(self) -> sa.Select[Any]:
         return self.count_rows(self.table.c[self.target.embedding].is_(None))
