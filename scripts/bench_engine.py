@@ -43,6 +43,7 @@ from _bench_writes import write_copy, write_per_row
 
 from vestige_embed import Embedder, HashEmbedder, ReembedPlan, resolve_embedder, run_reembed
 from vestige_embed.demo.corpus import stdlib_docs
+from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.settings.config import load_settings
 from vestige_embed.settings.embedded import start_server
 from vestige_embed.store.writes import VectorWriter
@@ -200,7 +201,7 @@ def minilm(server: Any, rows: int, repeats: int) -> None:
 
 def hnsw(server: Any, rows: int, repeats: int) -> None:
     seeded_database(server, "index_store", HashEmbedder(384), memories(rows))
-    settings = ReembedPlan().index_build_settings(STORE, rows, 384)
+    settings = index_build_settings(ReembedPlan(), STORE, rows, 384)
     engine = copy_database(server, "index_store", "show")
     with engine.begin() as conn:
         for statement in settings:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder
+from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.run.plan import Estimate, ReembedPlan
 from vestige_embed.store import catalog
 from vestige_embed.store.vector_io import VectorArray, register_binary_arrays
@@ -97,7 +98,7 @@ def _time_new_index(
     rate: float,
 ) -> tuple[Calibration, float]:
     """The build of the new index, with the real build's memory and workers."""
-    settings = plan.index_build_settings(st, rows, embedder.dimension)
+    settings = index_build_settings(plan, st, rows, embedder.dimension)
     if rate * CALIBRATION_EMBED_SECS >= calibration_rows and len(texts) >= calibration_rows // 2:
         register_binary_arrays(conn)
         vectors = VectorArray(embedder.embed_batch(texts), st.target.storage)

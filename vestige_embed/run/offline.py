@@ -15,6 +15,7 @@ from dataclasses import replace
 import sqlalchemy as sa
 
 from vestige_embed.errors import StagingError
+from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.run.plan import ReembedPlan
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState, Statements, Target
 from vestige_embed.target.ddl import Comment, WhenTrue
@@ -92,7 +93,7 @@ def offline_reembed_script(target: Target, signature: ModelSignature, plan: Reem
         relax,
         st.apply_staged(signature),
         tighten,
-        *plan.index_build_settings(st, None, signature.dimension),
+        *index_build_settings(plan, st, None, signature.dimension),
         st.create_index(if_not_exists=True),
         st.analyze(),
         st.release_staged(signature),
@@ -116,6 +117,6 @@ def offline_adopt_script(target: Target, signature: ModelSignature) -> list[sa.E
         ),
         *create_registry(),
         st.insert_registry(signature),
-        *ReembedPlan().index_build_settings(st, None, signature.dimension),
+        *index_build_settings(ReembedPlan(), st, None, signature.dimension),
         st.create_index(if_not_exists=True),
     ]

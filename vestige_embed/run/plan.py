@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vestige_embed.errors import ConfigError
 from vestige_embed.target import ModelSignature
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
-
-    from vestige_embed.target import Statements
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LOCK_TIMEOUT = "10s"
@@ -62,19 +57,6 @@ class ReembedPlan:
         if self.maintenance_work_mem_mb is not None and self.maintenance_work_mem_mb < 1:
             raise ConfigError("maintenance_work_mem_mb must be positive (or None to size it automatically)")
         object.__setattr__(self, "typmod_approach", TypmodApproach(self.typmod_approach))
-
-    def index_build_settings(
-        self, st: Statements, rows: int | None, dimension: int, *, local: bool = True
-    ) -> list[sa.Select[Any]]:
-        """The settings of an HNSW build under this plan (`rows` None: counted when they run)."""
-        return st.build_settings(
-            rows,
-            dimension,
-            explicit_mb=self.maintenance_work_mem_mb,
-            cap_mb=self.maintenance_work_mem_cap_mb,
-            workers=self.max_parallel_maintenance_workers,
-            local=local,
-        )
 
 
 class Strategy(enum.StrEnum):

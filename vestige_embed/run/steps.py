@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ReembedError
+from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.run.context import Run
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.plan import Strategy, TypmodApproach
@@ -207,7 +208,7 @@ def build_index(run: Run, rows: int, *, column: str | None = None, name: str | N
 
 
 def _build(run: Run, rows: int, column: str | None, name: str, *, concurrently: bool) -> None:
-    settings = run.plan.index_build_settings(run.st, rows, run.signature.dimension, local=not concurrently)
+    settings = index_build_settings(run.plan, run.st, rows, run.signature.dimension, local=not concurrently)
     names = ("maintenance_work_mem", "max_parallel_maintenance_workers")
     with run.restoring(names) if concurrently else contextlib.nullcontext():
         shown = [run.conn.execute(s).scalar() for s in settings]
