@@ -61,10 +61,13 @@ def fresh_database(server: Any, name: str) -> sa.Engine:
 
 
 def copy_database(server: Any, template: str, name: str) -> sa.Engine:
-    """A fresh copy of `template` (CREATE DATABASE ... TEMPLATE): each sample starts from the same state."""
+    """A fresh copy of `template` (CREATE DATABASE ... TEMPLATE): each sample starts from the
+    same state. A CHECKPOINT then writes out what the copy and the last sample left dirty,
+    so no sample pays for another's pages."""
     drop_database(server, name)
     with admin(server) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+        conn.execute("CHECKPOINT")
     return sa.create_engine(server_url(server, name).render_as_string(hide_password=False), poolclass=sa.pool.NullPool)
 
 

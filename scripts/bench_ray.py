@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import sqlalchemy as sa
+from _bench_common import machine_cpu_secs
 from _bench_db import STORE, copy_database, docstring_texts, seeded_database
 from _bench_stats import DEFAULT_REPEATS, Figure, alternate
 from psycopg import sql
@@ -45,13 +46,6 @@ from vestige_embed.target import DEFAULT_TARGET
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SEED = "ray_seed"
-
-
-def machine_cpu_secs() -> float:
-    """CPU seconds the whole machine has spent (user, nice, system, irq, softirq)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def measured(run: Callable[[], None], cpu: Figure) -> float:

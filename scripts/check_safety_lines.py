@@ -165,6 +165,24 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "        if False:\n",
         "tests/test_ray_staging.py -k model_files_differ",
     ),
+    "dedupe: the locked pass reads rows by content": (
+        "vestige_embed/target/statements.py",
+        '        order = (sa.collate(self.content, "C"),) if by_content else ()\n',
+        "        order = ()\n",
+        "tests/test_dedupe.py",
+    ),
+    "pipelined pass: the next chunk is fetched while a full one is embedded": (
+        "vestige_embed/store/pipelined.py",
+        "            if len(rows) == chunk:",
+        "            if len(rows) == chunk and False:",
+        "tests/test_pipelined_pass.py -k many_fetched_chunks",
+    ),
+    "pipelined pass: a refused write fails the run as a database error": (
+        "vestige_embed/store/pipelined.py",
+        "        if isinstance(error, psycopg.Error):\n",
+        "        if False:\n",
+        "tests/test_pipelined_pass.py -k refuses",
+    ),
 }
 
 

@@ -34,11 +34,14 @@ def check_vectors(embedder: Embedder, vectors: Matrix, count: int) -> Matrix:
     shape = (count, embedder.dimension)
     if vectors.shape != shape:
         raise ReembedError(f"embedder '{embedder.name}' returned shape {vectors.shape}, expected {shape}")
-    if not np.isfinite(vectors).all():
+    # One pass over the batch: a row's sum of squares (in float64, so no float32 value
+    # overflows it) is finite exactly when all its values are, and it is the squared norm.
+    squares = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
+    if not np.isfinite(squares).all():
         raise ReembedError(
             f"embedder '{embedder.name}' returned NaN or infinite values; nothing of this batch was written"
         )
-    zero = int((np.linalg.norm(vectors, axis=1) < MIN_NORM).sum())
+    zero = int((squares < MIN_NORM**2).sum())
     if zero:
         raise ReembedError(
             f"embedder '{embedder.name}' returned {zero} zero vector(s) in a batch of {count}: no distance is "

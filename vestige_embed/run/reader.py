@@ -1,7 +1,8 @@
-"""Rows to embed, a batch at a time, in key order.
+"""Rows to embed, a batch at a time.
 
 Two readers: a server-side cursor inside the run's own transaction (under its table
-lock), in content order, and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
+lock), in content order, read ahead in pipeline mode with the writes (`store.pipelined`),
+and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
 for passes that run while the application works: no snapshot outlives a batch, so
 vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.store.transactions import commit
 from vestige_embed.target import Statements
 
@@ -33,20 +35,11 @@ def _batch(rows: Any, with_hash: bool) -> Batch:
     return Batch([r[0] for r in rows], [r[1] for r in rows], hashes)
 
 
-def stream_batches(
-    conn: Connection,
-    st: Statements,
-    batch_size: int,
-    where: sa.ColumnElement[bool] | None = None,
-    *,
-    with_hash: bool = False,
-) -> Iterator[Batch]:
-    """In the caller's transaction; memory stays bounded: one batch of rows at a time.
-    Ordered by content, so the pipeline embeds each repeated content once."""
-    query = st.rows(where, with_hash=with_hash, by_content=True).execution_options(yield_per=batch_size)
-    with conn.execute(query) as result:
-        for rows in result.partitions():
-            yield _batch(rows, with_hash)
+def locked_batches(rows: PipelinedPass) -> Iterator[Batch]:
+    """In the caller's transaction; ordered by content, so the pipeline embeds each
+    repeated content once. Memory stays bounded: a few chunks of rows at a time."""
+    for keys, texts in rows.batches():
+        yield Batch(keys, texts, [])
 
 
 def page_batches(

@@ -9,17 +9,16 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from vestige_embed.embedders.base import Matrix
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.run.context import Run
 from vestige_embed.run.pipeline import run_pipeline
 from vestige_embed.run.plan import Strategy, TypmodApproach
 from vestige_embed.run.progress import NoProgress
-from vestige_embed.run.reader import Batch, stream_batches
+from vestige_embed.run.reader import locked_batches
 from vestige_embed.run.staging import stage_ahead
 from vestige_embed.store import catalog
-from vestige_embed.store.writes import VectorWriter
+from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.target.statements import compiled, set_setting
 
 log = logging.getLogger("vestige_embed.reembed")
@@ -164,15 +163,10 @@ def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, *, 
     progress = run.progress if counted else NoProgress()
     if counted:
         progress.start(catalog.count(run.conn, run.st.count_rows(where)))
-    writer = VectorWriter(run.conn, run.st, column)
-
-    def write(batch: Batch, vectors: Matrix) -> int:
-        return writer(batch.keys, vectors)
-
     try:
-        return run_pipeline(
-            stream_batches(run.conn, run.st, run.plan.batch_size, where), run.embedder, write, progress=progress
-        )
+        with PipelinedPass(run.conn, run.st, column, run.plan.batch_size, where) as rows:
+            run_pipeline(locked_batches(rows), run.embedder, lambda b, v: rows(b.keys, v), progress=progress)
+        return rows.rows_written
     finally:
         progress.finish()
 

@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
-from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.compiler import DDLCompiler, SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 
 class LockTable(ExecutableDDLElement):
@@ -98,6 +99,44 @@ def _when_true(element: WhenTrue, compiler: DDLCompiler, **kw: Any) -> str:
         f"DO $vestige_if$\nBEGIN\n    IF ({condition}) THEN\n"
         f"        EXECUTE $vestige_sql${statement}$vestige_sql$;\n    END IF;\nEND\n$vestige_if$"
     )
+
+
+class DeclareCursor(Executable, ClauseElement):
+    """`DECLARE name NO SCROLL CURSOR FOR <query>`: compiled by the statement compiler, so the
+    query's bound values travel as parameters."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: sa.Select[Any]) -> None:
+        self.name, self.query = name, query
+
+
+class FetchCursor(ExecutableDDLElement):
+    """`FETCH FORWARD count FROM name`."""
+
+    def __init__(self, name: str, count: int) -> None:
+        self.name, self.count = name, count
+
+
+class CloseCursor(ExecutableDDLElement):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@compiles(DeclareCursor)
+def _declare_cursor(element: DeclareCursor, compiler: SQLCompiler, **kw: Any) -> str:
+    query = compiler.process(element.query, **kw)
+    return f"DECLARE {compiler.preparer.quote(element.name)} NO SCROLL CURSOR FOR {query}"
+
+
+@compiles(FetchCursor)
+def _fetch_cursor(element: FetchCursor, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"FETCH FORWARD {int(element.count)} FROM {_quote(compiler, element.name)}"
+
+
+@compiles(CloseCursor)
+def _close_cursor(element: CloseCursor, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"CLOSE {_quote(compiler, element.name)}"
 
 
 class CreateExtension(ExecutableDDLElement):

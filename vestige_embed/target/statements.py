@@ -21,11 +21,14 @@ from vestige_embed.target.ddl import (
     AddColumn,
     AlterColumnType,
     Analyze,
+    CloseCursor,
     CreateDatabase,
     CreateExtension,
     CreateUniqueIndexIfNotExists,
+    DeclareCursor,
     DropColumn,
     DropDefault,
+    FetchCursor,
     GuardBlock,
     LockTable,
     RenameColumn,
@@ -53,6 +56,8 @@ LEGACY_STAGING_COLUMN = "model_hash"
 #: pgvector's index access method that every target's search index uses.
 INDEX_METHOD = "hnsw"
 REGISTRY_KEY = "embedding_model_target_key"
+#: The server-side cursor a locked data pass reads its rows through.
+ROWS_CURSOR = "vestige_rows"
 #: The single-row registry of vestige-embed 0.1 had this key column (always 1).
 LEGACY_REGISTRY_ID = "id"
 
@@ -590,13 +595,25 @@ class Statements:
         self, where: sa.ColumnElement[bool] | None = None, *, with_hash: bool = False, by_content: bool = False
     ) -> sa.Select[Any]:
         """`(key, content[, content_sha256])` in key order: what a data pass embeds (staging
-        keeps the hash of what it embedded). `by_content` orders by content hash instead:
+        keeps the hash of what it embedded). `by_content` orders by content instead, byte by
+        byte (`COLLATE "C"`: no locale rules, and cheaper than hashing every row first):
         repeated contents arrive together, so each is embedded once."""
         columns: list[sa.ColumnElement[Any]] = [self.key, self.content.label("content")]
         if with_hash:
             columns.append(self.content_hash.label("content_sha256"))
-        query = sa.select(*columns).order_by(*((self.content_hash,) if by_content else ()), self.key)
+        order = (sa.collate(self.content, "C"),) if by_content else ()
+        query = sa.select(*columns).order_by(*order, self.key)
         return query if where is None else query.where(where)
+
+    def declare_rows(self, where: sa.ColumnElement[bool] | None = None) -> DeclareCursor:
+        """The rows of a locked data pass, by content, behind a server-side cursor."""
+        return DeclareCursor(ROWS_CURSOR, self.rows(where, by_content=True))
+
+    def fetch_rows(self, count: int) -> FetchCursor:
+        return FetchCursor(ROWS_CURSOR, count)
+
+    def close_rows(self) -> CloseCursor:
+        return CloseCursor(ROWS_CURSOR)
 
     def write_vectors(self, column: str | None = None) -> sa.Update:
         """`UPDATE t SET column = v.vector FROM unnest(:keys, :vectors) v WHERE t.key = v.key`."""

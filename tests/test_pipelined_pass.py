@@ -1,0 +1,76 @@
+"""The locked data pass reads ahead and queues its writes (pipeline mode): every row is still
+written once, and a statement the server refuses fails the run as any database error does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import CountingEmbedder, column_typmod, memories, registry_of, seed_store, stored_vectors
+from vestige_embed import HashEmbedder, ReembedPlan, run_reembed
+from vestige_embed.store.pipelined import AHEAD, CHUNK_BATCHES
+from vestige_embed.target import ModelState
+
+OLD, NEW = HashEmbedder(64), HashEmbedder(128)
+BATCH = 4
+CHUNK = BATCH * CHUNK_BATCHES
+
+
+def seeded(engine: sa.Engine, count: int) -> None:
+    with engine.begin() as conn:
+        seed_store(conn, OLD, memories(count))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        CHUNK * (AHEAD + 2),  # whole chunks only: the last fetch answers no rows
+        CHUNK * (AHEAD + 2) + BATCH + 1,  # a short last chunk, ending in a short batch
+        BATCH - 1,  # fewer rows than one batch
+    ],
+)
+def test_a_pass_over_many_fetched_chunks_writes_every_row_once(base_schema: sa.Engine, rows: int) -> None:
+    seeded(base_schema, rows)
+    counting = CountingEmbedder(NEW)
+    with base_schema.begin() as conn:
+        report = run_reembed(conn, counting, ReembedPlan(batch_size=BATCH))
+    assert report.rows_updated == rows
+    assert counting.texts == rows  # every memory is distinct: each embedded exactly once
+    with base_schema.connect() as conn:
+        contents = dict(conn.execute(sa.text("SELECT id, content FROM knowledge_nodes")).all())
+        for key, vector in stored_vectors(conn).items():
+            np.testing.assert_allclose(vector, NEW.embed_batch([contents[key]])[0], rtol=1e-6)
+        assert registry_of(conn).signature == NEW.signature()
+
+
+def test_a_write_the_server_refuses_mid_pass_fails_the_run_as_a_database_error_and_changes_nothing(
+    base_schema: sa.Engine,
+) -> None:
+    seeded(base_schema, CHUNK * 3)
+    with base_schema.begin() as conn:
+        before = stored_vectors(conn)
+        # Refuse the update of one row in the middle of the pass (rows come by content).
+        middle = conn.execute(
+            sa.text('SELECT id FROM knowledge_nodes ORDER BY content COLLATE "C" OFFSET :n LIMIT 1'), {"n": CHUNK + 2}
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.id = '{middle}' THEN RAISE EXCEPTION 'row % refused by the test', NEW.id; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_one BEFORE UPDATE ON knowledge_nodes FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+            )
+        )
+    with pytest.raises(sa.exc.DBAPIError, match="refused by the test"), base_schema.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan(batch_size=BATCH))
+    with base_schema.connect() as conn:
+        assert stored_vectors(conn).keys() == before.keys()
+        assert all(np.array_equal(vector, before[key]) for key, vector in stored_vectors(conn).items())
+        assert column_typmod(conn) == OLD.dimension
+        assert registry_of(conn).signature == OLD.signature()
+        assert registry_of(conn).state is ModelState.READY
