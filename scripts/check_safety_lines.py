@@ -177,6 +177,12 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "            if len(rows) == chunk and False:",
         "tests/test_pipelined_pass.py -k many_fetched_chunks",
     ),
+    "pipelined pass: an error answered at the end is raised": (
+        "vestige_embed/store/pipelined.py",
+        "            if error is None:\n                raise _as_sqlalchemy(e, self.sql) from e\n",
+        "            pass\n",
+        "tests/test_pipelined_pass.py -k refuses",
+    ),
     "pipelined pass: a refused write fails the run as a database error": (
         "vestige_embed/store/pipelined.py",
         "        if isinstance(error, psycopg.Error):\n",

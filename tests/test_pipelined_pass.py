@@ -44,15 +44,16 @@ def test_a_pass_over_many_fetched_chunks_writes_every_row_once(base_schema: sa.E
         assert registry_of(conn).signature == NEW.signature()
 
 
-def test_a_write_the_server_refuses_mid_pass_fails_the_run_as_a_database_error_and_changes_nothing(
-    base_schema: sa.Engine,
+@pytest.mark.parametrize("refused", [CHUNK + 2, CHUNK * 3 - 1], ids=["mid_pass", "last_row"])
+def test_a_write_the_server_refuses_fails_the_run_as_a_database_error_and_changes_nothing(
+    base_schema: sa.Engine, refused: int
 ) -> None:
     seeded(base_schema, CHUNK * 3)
     with base_schema.begin() as conn:
         before = stored_vectors(conn)
-        # Refuse the update of one row in the middle of the pass (rows come by content).
+        # Refuse the update of one row (rows come by content); the last one's answer is read at the end.
         middle = conn.execute(
-            sa.text('SELECT id FROM knowledge_nodes ORDER BY content COLLATE "C" OFFSET :n LIMIT 1'), {"n": CHUNK + 2}
+            sa.text('SELECT id FROM knowledge_nodes ORDER BY content COLLATE "C" OFFSET :n LIMIT 1'), {"n": refused}
         ).scalar_one()
         conn.execute(
             sa.text(

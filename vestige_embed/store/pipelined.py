@@ -58,10 +58,12 @@ class QueuedWrites:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         assert self._pipeline is not None
         try:
-            self._pipeline.__exit__(kind, error, tb)  # sends a Sync and reads every answer
+            self._pipeline.__exit__(None, None, None)  # a Sync, then every answer; raises the first error
             self._count_answered()
         except psycopg.Error as e:
-            raise _as_sqlalchemy(e, self.sql) from e
+            if error is None:
+                raise _as_sqlalchemy(e, self.sql) from e
+            # Else the block's own error is the one to report; this one is its echo.
         if isinstance(error, psycopg.Error):
             raise _as_sqlalchemy(error, self.sql) from error
 
