@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import CountingEmbedder, column_typmod, memories, registry_of, seed_store, stored_vectors
-from vestige_embed import HashEmbedder, ReembedPlan, run_reembed
+from vestige_embed import HashEmbedder, ReembedPlan, register_target, run_reembed
 from vestige_embed.store.pipelined import AHEAD, CHUNK_BATCHES
-from vestige_embed.target import ModelState
+from vestige_embed.store.writes import VectorWriter
+from vestige_embed.target import KeyType, ModelState, Statements, Target
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
 BATCH = 4
@@ -75,3 +76,28 @@ def test_a_write_the_server_refuses_fails_the_run_as_a_database_error_and_change
         assert column_typmod(conn) == OLD.dimension
         assert registry_of(conn).signature == OLD.signature()
         assert registry_of(conn).state is ModelState.READY
+
+
+def test_a_content_of_another_text_type_is_embedded_as_its_text(engine: sa.Engine) -> None:
+    """Rows are fetched in binary: a content expression of type citext (an extension's
+    type, which psycopg has no loader of its own for) still reaches the model as text."""
+    notes = Target(table="notes", key="id", content="(body)", embedding="embedding")
+    texts = [f"Note {i} about Postgres" for i in range(CHUNK + 3)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS citext"))
+        conn.execute(
+            sa.text(f"CREATE TABLE notes (id bigint PRIMARY KEY, body citext, embedding vector({OLD.dimension}))")
+        )
+        conn.execute(
+            sa.text("INSERT INTO notes VALUES (:id, :body)"), [{"id": i, "body": t} for i, t in enumerate(texts)]
+        )
+        VectorWriter(conn, Statements(notes.with_key_type(KeyType.BIGINT)), "embedding")(
+            list(range(len(texts))), OLD.embed_batch(texts)
+        )
+        register_target(conn, notes, OLD.signature())
+    with engine.begin() as conn:
+        run_reembed(conn, NEW, ReembedPlan(batch_size=BATCH), target=notes)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT id, embedding::real[] FROM notes")).all())
+    for key, text in enumerate(texts):
+        np.testing.assert_allclose(stored[key], NEW.embed_batch([text])[0], rtol=1e-6)

@@ -49,7 +49,14 @@ def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256
     """What an application does on insert: give rows without a vector one from the current model."""
     missing = _STORE.column(DEFAULT_TARGET.embedding).is_(None)
     with PipelinedPass(conn, _STORE, DEFAULT_TARGET.embedding, batch_size, missing) as rows:
-        run_pipeline(locked_batches(rows), embedder, lambda b, v: rows(b.keys, v), progress=NoProgress(), label="embed")
+        run_pipeline(
+            locked_batches(rows),
+            embedder,
+            lambda b, v: rows(b.keys, v),
+            progress=NoProgress(),
+            label="embed",
+            overlap=False,
+        )
     return rows.rows_written
 
 

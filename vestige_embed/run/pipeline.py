@@ -1,7 +1,11 @@
 """The data pass: embed batch k+1 while batch k is written, each distinct text once.
 
-At most two batches are alive (one embedding, one being written). The embedder runs in
-a worker thread; numpy and onnxruntime release the GIL, so the two overlap.
+At most two batches are alive (one embedding, one being written). Where each write
+waits for the server, the embedder runs in a worker thread (numpy and onnxruntime
+release the GIL, so the two overlap). Where writes are queued without waiting (the
+locked pass, `store.pipelined`), it runs in the caller's thread: there is nothing to
+overlap, and a thread holding the GIL (a Python embedder) would delay the connection's
+every send (`make bench`: +23% for the hashing embedder).
 """
 
 from __future__ import annotations
@@ -50,6 +54,24 @@ def check_vectors(embedder: Embedder, vectors: Matrix, count: int) -> Matrix:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+class _InThisThread:
+    """An executor that runs each call at once, in the caller's thread."""
+
+    def __enter__(self) -> _InThisThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[[list[str]], Matrix], texts: list[str]) -> Future[Matrix]:
+        future: Future[Matrix] = Future()
+        try:
+            future.set_result(fn(texts))
+        except Exception as e:  # raised where the thread's would be: at result()
+            future.set_exception(e)
+        return future
+
+
 @dataclass(frozen=True)
 class _Todo:
     """A batch on its way: the distinct texts sent to the embedder, and what it reuses."""
@@ -69,13 +91,15 @@ def run_pipeline(
     on_batch: Callable[[], None] | None = None,
     label: str = "reembed",
     stored: Lookup | None = None,
+    overlap: bool = True,
 ) -> int:
     """Embed and write every batch; returns the rows written. `on_batch` runs after each write.
 
     Each distinct text is embedded once: texts repeated within a batch, or met in either of
     the two batches before it, reuse that vector; `stored` (staging) finds vectors already
     in the database by content hash. Readers that sort by content bring every repeat next
-    to its first, so dedupe is complete while memory holds two batches.
+    to its first, so dedupe is complete while memory holds two batches. `overlap=False`:
+    embed in this thread (the writes do not wait).
     """
     written = 0
     number = 0
@@ -113,7 +137,8 @@ def run_pipeline(
         log.info("%s: wrote batch %d (%d rows)", label, number, count)
         progress.advance(len(batch.keys))
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vestige-embed") as pool:
+    pool: ThreadPoolExecutor | _InThisThread
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vestige-embed") if overlap else _InThisThread() as pool:
         pending: _Todo | None = None
         for batch in batches:
             todo = prepare(batch, pending.batch if pending is not None else None)

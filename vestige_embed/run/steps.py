@@ -165,7 +165,9 @@ def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, *, 
         progress.start(catalog.count(run.conn, run.st.count_rows(where)))
     try:
         with PipelinedPass(run.conn, run.st, column, run.plan.batch_size, where) as rows:
-            run_pipeline(locked_batches(rows), run.embedder, lambda b, v: rows(b.keys, v), progress=progress)
+            run_pipeline(
+                locked_batches(rows), run.embedder, lambda b, v: rows(b.keys, v), progress=progress, overlap=False
+            )
         return rows.rows_written
     finally:
         progress.finish()

@@ -125,7 +125,8 @@ class PipelinedPass(QueuedWrites):
                 yield [r[0] for r in part], [r[1] for r in part]
 
     def _fetch(self) -> None:
-        cursor = self.driver.cursor()
+        # In binary: keys arrive as 16 bytes or 8, not text to parse (contents are text either way).
+        cursor = self.driver.cursor(binary=True)
         cursor.execute(self.fetch_sql)
         # The server holds a pipeline's answers until asked: ask now, so the rows are here
         # (read while later writes are queued) before the batches ahead of them are done.
