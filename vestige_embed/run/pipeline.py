@@ -5,7 +5,7 @@ waits for the server, the embedder runs in a worker thread (numpy and onnxruntim
 release the GIL, so the two overlap). Where writes are queued without waiting (the
 locked pass, `store.pipelined`), it runs in the caller's thread: there is nothing to
 overlap, and a thread holding the GIL (a Python embedder) would delay the connection's
-every send (`make bench`: +23% for the hashing embedder).
+every send.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ answer left the server idle while the client decoded, embedded and encoded a bat
 the client idle while the server wrote it: the two took turns on a machine with cores
 for both. In libpq's pipeline mode the writes are queued (their answers read later) and
 the rows are fetched a few chunks ahead, so the server always has the next statement
-(`make bench`: the hashing data pass went from ~36,000 to ~60,000 rows/s on 2 cores).
+(`make bench` prints the data pass next to this raw write path).
 
 Memory stays bounded: `AHEAD` fetched chunks of `CHUNK_BATCHES` batches, plus the writes
 the server has not answered yet (at most those of two chunks, as a fetch answers after them).
@@ -35,7 +35,7 @@ AHEAD = 2
 
 class QueuedWrites:
     """`UPDATE ... FROM unnest(keys, vectors)` into one column, queued in pipeline mode;
-    `rows_written` is the servers' count once the block has ended."""
+    `rows_written` is the server's count once the block has ended."""
 
     def __init__(self, conn: Connection, st: Statements, column: str) -> None:
         if st.target.key_type is None:
@@ -107,7 +107,8 @@ class PipelinedPass(QueuedWrites):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         super().__exit__(kind, error, tb)
-        self.conn.execute(self.st.close_rows())  # the sort's memory and files, before the index build
+        if error is None:  # else the rollback closes it, and a CLOSE must not hide the error
+            self.conn.execute(self.st.close_rows())  # the sort's memory and files, before the index build
 
     def batches(self) -> Iterator[tuple[list[Any], list[str]]]:
         """`(keys, contents)` of `batch_size` rows at a time."""
