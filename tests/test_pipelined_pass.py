@@ -53,13 +53,13 @@ def test_a_write_the_server_refuses_fails_the_run_as_a_database_error_and_change
     with base_schema.begin() as conn:
         before = stored_vectors(conn)
         # Refuse the update of one row (rows come by content); the last one's answer is read at the end.
-        middle = conn.execute(
+        refused_id = conn.execute(
             sa.text('SELECT id FROM knowledge_nodes ORDER BY content COLLATE "C" OFFSET :n LIMIT 1'), {"n": refused}
         ).scalar_one()
         conn.execute(
             sa.text(
                 "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.id = '{middle}' THEN RAISE EXCEPTION 'row % refused by the test', NEW.id; END IF; "
+                f"IF NEW.id = '{refused_id}' THEN RAISE EXCEPTION 'row % refused by the test', NEW.id; END IF; "
                 "RETURN NEW; END $$"
             )
         )
@@ -79,8 +79,8 @@ def test_a_write_the_server_refuses_fails_the_run_as_a_database_error_and_change
 
 
 def test_a_content_of_another_text_type_is_embedded_as_its_text(engine: sa.Engine) -> None:
-    """Rows are fetched in binary: a content expression of type citext (an extension's
-    type, which psycopg has no loader of its own for) still reaches the model as text."""
+    """Rows are fetched in binary: a content expression of an extension's type (citext)
+    still reaches the model as text."""
     notes = Target(table="notes", key="id", content="(body)", embedding="embedding")
     texts = [f"Note {i} about Postgres" for i in range(CHUNK + 3)]
     with engine.begin() as conn:
