@@ -15,13 +15,11 @@ from sqlalchemy.dialects.postgresql import insert
 from vestige_embed.demo.corpus import QUERIES, Doc, Query, stdlib_docs
 from vestige_embed.embedders import Embedder, resolve_embedder
 from vestige_embed.errors import ConfigError
-from vestige_embed.run.pipeline import run_pipeline
+from vestige_embed.run.pipeline import run_locked_pass
 from vestige_embed.run.progress import NoProgress
-from vestige_embed.run.reader import locked_batches
 from vestige_embed.settings.config import load_settings, project_folder, resolve_database_url
 from vestige_embed.settings.urls import connect_args, redact
 from vestige_embed.store import catalog
-from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.store.registry import read_registry
 from vestige_embed.store.search import vector_search
 from vestige_embed.target import DEFAULT_TARGET, KeyType, Statements
@@ -48,16 +46,9 @@ def load_corpus(conn: sa.Connection, docs: list[Doc]) -> int:
 def embed_missing(conn: sa.Connection, embedder: Embedder, batch_size: int = 256) -> int:
     """What an application does on insert: give rows without a vector one from the current model."""
     missing = _STORE.column(DEFAULT_TARGET.embedding).is_(None)
-    with PipelinedPass(conn, _STORE, DEFAULT_TARGET.embedding, batch_size, missing) as rows:
-        run_pipeline(
-            locked_batches(rows),
-            embedder,
-            lambda b, v: rows(b.keys, v),
-            progress=NoProgress(),
-            label="embed",
-            overlap=False,
-        )
-    return rows.rows_written
+    return run_locked_pass(
+        conn, _STORE, DEFAULT_TARGET.embedding, embedder, batch_size, missing, progress=NoProgress(), label="embed"
+    )
 
 
 def hit_rate(conn: sa.Connection, embedder: Embedder, queries: tuple[Query, ...] = QUERIES) -> int:

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.progress import Progress
 from vestige_embed.run.reader import Batch
+from vestige_embed.store.pipelined import PipelinedPass
+from vestige_embed.target import Statements
 
 log = logging.getLogger("vestige_embed.reembed")
 
@@ -150,3 +154,22 @@ def run_pipeline(
     if embedded < written:
         log.info("%s: %d rows written from %d embeddings (repeated contents embedded once)", label, written, embedded)
     return written
+
+
+def run_locked_pass(
+    conn: Connection,
+    st: Statements,
+    column: str,
+    embedder: Embedder,
+    batch_size: int,
+    where: sa.ColumnElement[bool] | None = None,
+    *,
+    progress: Progress,
+    label: str = "reembed",
+) -> int:
+    """Embed and write the rows matching `where` inside the caller's transaction (under its
+    lock), rows by content and writes queued (`store.pipelined`); returns the rows written."""
+    with PipelinedPass(conn, st, column, batch_size, where) as rows:
+        batches = (Batch(keys, texts, []) for keys, texts in rows.batches())
+        run_pipeline(batches, embedder, lambda b, v: rows(b.keys, v), progress=progress, label=label, overlap=False)
+    return rows.rows_written

@@ -1,7 +1,8 @@
 """Rows to embed, a batch at a time.
 
 Two readers: a server-side cursor inside the run's own transaction (under its table
-lock), in content order, read ahead in pipeline mode with the writes (`store.pipelined`),
+lock), in content order, read ahead in pipeline mode with the writes (`store.pipelined`,
+`pipeline.run_locked_pass`),
 and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
 for passes that run while the application works: no snapshot outlives a batch, so
 vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
@@ -16,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.store.transactions import commit
 from vestige_embed.target import Statements
 
@@ -33,13 +33,6 @@ class Batch:
 def _batch(rows: Any, with_hash: bool) -> Batch:
     hashes = [bytes(r[2]) for r in rows] if with_hash else []
     return Batch([r[0] for r in rows], [r[1] for r in rows], hashes)
-
-
-def locked_batches(rows: PipelinedPass) -> Iterator[Batch]:
-    """In the caller's transaction; ordered by content, so the pipeline embeds each
-    repeated content once. Memory stays bounded: a few chunks of rows at a time."""
-    for keys, texts in rows.batches():
-        yield Batch(keys, texts, [])
 
 
 def page_batches(

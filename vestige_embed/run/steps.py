@@ -12,13 +12,11 @@ from sqlalchemy.exc import DBAPIError
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.run.context import Run
-from vestige_embed.run.pipeline import run_pipeline
+from vestige_embed.run.pipeline import run_locked_pass
 from vestige_embed.run.plan import Strategy, TypmodApproach
 from vestige_embed.run.progress import NoProgress
-from vestige_embed.run.reader import locked_batches
 from vestige_embed.run.staging import stage_ahead
 from vestige_embed.store import catalog
-from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.target.statements import compiled, set_setting
 
 log = logging.getLogger("vestige_embed.reembed")
@@ -164,11 +162,7 @@ def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, *, 
     if counted:
         progress.start(catalog.count(run.conn, run.st.count_rows(where)))
     try:
-        with PipelinedPass(run.conn, run.st, column, run.plan.batch_size, where) as rows:
-            run_pipeline(
-                locked_batches(rows), run.embedder, lambda b, v: rows(b.keys, v), progress=progress, overlap=False
-            )
-        return rows.rows_written
+        return run_locked_pass(run.conn, run.st, column, run.embedder, run.plan.batch_size, where, progress=progress)
     finally:
         progress.finish()
 

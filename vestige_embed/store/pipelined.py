@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vestige_embed.embedders.base import Matrix
-from vestige_embed.store.vector_io import KeyArray, VectorArray, register_binary_arrays
+from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import Statements
 
 #: Batches per FETCH, and FETCHes queued ahead of the one being embedded.
@@ -38,14 +38,11 @@ class QueuedWrites:
     `rows_written` is the server's count once the block has ended."""
 
     def __init__(self, conn: Connection, st: Statements, column: str) -> None:
-        if st.target.key_type is None:
-            raise ValueError("the target's key type is unknown: resolve the target against the catalog first")
-        register_binary_arrays(conn)
+        self.writer = VectorWriter(conn, st, column)  # its statement and parameters, sent by the driver
         driver = conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         self.driver: psycopg.Connection[Any] = driver
-        self.key_type, self.storage = st.target.key_type, st.target.storage
-        self.sql = str(st.write_vectors(column).compile(dialect=conn.dialect))
+        self.sql = str(self.writer.statement.compile(dialect=conn.dialect))
         self.rows_written = 0
         self._unanswered: deque[psycopg.Cursor[Any]] = deque()
         self._pipeline: AbstractContextManager[Any] | None = None
@@ -70,7 +67,7 @@ class QueuedWrites:
     def __call__(self, keys: list[object], vectors: Matrix) -> int:
         """Queue one batch; returns the rows queued (the server's count comes at the end)."""
         cursor = self.driver.cursor()
-        cursor.execute(self.sql, {"keys": KeyArray(self.key_type, keys), "vectors": VectorArray(vectors, self.storage)})
+        cursor.execute(self.sql, self.writer.params(keys, vectors))
         self._unanswered.append(cursor)
         self._count_answered()
         return len(keys)
@@ -83,7 +80,7 @@ class QueuedWrites:
 
 class PipelinedPass(QueuedWrites):
     """Rows by content through a server-side cursor, fetched ahead, and their vectors
-    written back (`reader.locked_batches` makes batches of them)."""
+    written back (`pipeline.run_locked_pass` embeds them)."""
 
     def __init__(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import UpdateBase
 
 from vestige_embed.embedders.base import Matrix
 from vestige_embed.store.vector_io import BytesArray, KeyArray, VectorArray, register_binary_arrays
@@ -13,7 +13,7 @@ from vestige_embed.target import KeyType, ModelSignature, Statements
 class _Writer:
     """One statement, built once; keys and vectors sent as binary arrays."""
 
-    def __init__(self, conn: Connection, st: Statements, statement: sa.Executable) -> None:
+    def __init__(self, conn: Connection, st: Statements, statement: UpdateBase) -> None:
         if st.target.key_type is None:
             raise ValueError("the target's key type is unknown: resolve the target against the catalog first")
         register_binary_arrays(conn)
@@ -21,9 +21,11 @@ class _Writer:
         self.key_type: KeyType = st.target.key_type
         self.storage = st.target.storage
 
+    def params(self, keys: list[object], vectors: Matrix, **more: object) -> dict[str, object]:
+        return {"keys": KeyArray(self.key_type, keys), "vectors": VectorArray(vectors, self.storage), **more}
+
     def _execute(self, keys: list[object], vectors: Matrix, **more: object) -> int:
-        params = {"keys": KeyArray(self.key_type, keys), "vectors": VectorArray(vectors, self.storage), **more}
-        return int(self.conn.execute(self.statement, params).rowcount)
+        return int(self.conn.execute(self.statement, self.params(keys, vectors, **more)).rowcount)
 
 
 class VectorWriter(_Writer):
