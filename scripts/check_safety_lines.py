@@ -189,6 +189,18 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "        if False:\n",
         "tests/test_pipelined_pass.py -k refuses",
     ),
+    "every row the locked pass read was updated (a trigger may skip some)": (
+        "vestige_embed/run/pipeline.py",
+        "    if rows.rows_written != rows.rows_read:",
+        "    if False:",
+        f"{NEVER_MIXED} -k trigger_that_skips",
+    ),
+    "rows whose staged vector was not applied are embedded": (
+        "vestige_embed/run/steps.py",
+        "            remaining = sa.not_(run.st.holds_fresh_staged(run.signature, column))",
+        "            remaining = sa.not_(run.st.fresh_staged(run.signature))",
+        f"{NEVER_MIXED} -k 'trigger_that_skips and applying_staged'",
+    ),
 }
 
 

@@ -56,6 +56,19 @@ class CountingEmbedder:
         return self.inner.embed_batch(texts)
 
 
+class OtherModel64:
+    """A different 64-d model (fixed random unit vectors): a same-size change from it."""
+
+    name, dimension = "tests/random-64", 64
+
+    def signature(self) -> ModelSignature:
+        return ModelSignature(self.name, self.dimension, "1" * 64)
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), self.dimension))
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
 def memories(count: int) -> list[str]:
     return [f"memory number {i} talks about rust and async" for i in range(count)]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -11,6 +9,7 @@ import sqlalchemy as sa
 from tests.helpers import (
     STORE,
     CountingEmbedder,
+    OtherModel64,
     column_typmod,
     index_definition,
     index_validity,
@@ -313,7 +312,6 @@ class _renamed:  # noqa: N801  (reads as a function at call sites)
         return self.inner.dimension
 
     def signature(self):  # type: ignore[no-untyped-def]
-        from vestige_embed.target import ModelSignature
 
         return ModelSignature(self._name, self.inner.dimension, self.inner.signature().hash)
 
@@ -433,24 +431,11 @@ def test_zero_vectors_are_refused_with_their_count(base_schema: sa.Engine) -> No
         run_reembed(conn, _ZeroEmbedder(NEW), ReembedPlan())
 
 
-class _OtherModel64:
-    """A different 64-d model (fixed random unit vectors): a same-size change from it."""
-
-    name, dimension = "tests/random-64", 64
-
-    def signature(self) -> ModelSignature:
-        return ModelSignature(self.name, self.dimension, "1" * 64)
-
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), self.dimension))
-        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-
-
 def test_a_same_size_change_indexes_only_the_new_vectors(base_schema: sa.Engine) -> None:
     """Built in the transaction that rewrote every row, the index would also take the old
     versions (the old model's vectors): about twice the entries of a build over live rows."""
     with base_schema.begin() as conn:
-        seed_store(conn, _OtherModel64(), memories(400))  # type: ignore[arg-type]
+        seed_store(conn, OtherModel64(), memories(400))  # type: ignore[arg-type]
     with base_schema.begin() as conn:
         assert run_reembed(conn, HashEmbedder(64), ReembedPlan()).strategy == "in_place"
     size = sa.text("SELECT pg_relation_size('idx_knowledge_nodes_embedding_hnsw')")

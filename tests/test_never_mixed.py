@@ -29,7 +29,16 @@ import sqlalchemy as sa
 
 from tests.cli_helpers import run_tool
 from tests.conftest import HEAD, ROOT
-from tests.helpers import CountingEmbedder, memories, registry_of, run_psql, seed_store, stored_vectors
+from tests.helpers import (
+    CountingEmbedder,
+    OtherModel64,
+    autocommit_block,
+    memories,
+    registry_of,
+    run_psql,
+    seed_store,
+    stored_vectors,
+)
 from tests.writer_worker import ReversedHash
 from vestige_embed import HashEmbedder, ReembedPlan, run_reembed, stage
 from vestige_embed.embedders.base import Matrix
@@ -177,6 +186,42 @@ def test_staged_swap_with_a_contract_writer_ends_all_in_the_new_space(
         report = run_reembed(conn, Slow(NEW), plan)
     assert report.strategy == "staged_swap"
     assert_never_mixed(store, summary, cleared_allowed=False)
+
+
+#: A trigger of the application's that silently skips some updates (rows 1 and 10-19).
+_SKIP_SOME = (
+    "CREATE FUNCTION skip_some() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF NEW.content LIKE '%number 1%' THEN RETURN NULL; END IF; RETURN NEW; END $$",
+    "CREATE TRIGGER skip_some BEFORE UPDATE ON knowledge_nodes FOR EACH ROW EXECUTE FUNCTION skip_some()",
+)
+
+
+@pytest.mark.parametrize("path", ["in_place", "in_place_applying_staged", "staged_swap"])
+def test_a_trigger_that_skips_updates_fails_a_same_size_change_and_changes_nothing(
+    base_schema: sa.Engine, path: str
+) -> None:
+    """The skipped rows would keep the old model's vectors, of the same size: nothing else
+    (no typmod, no index) would notice them."""
+    old, new = OtherModel64(), HashEmbedder(64)
+    with base_schema.begin() as conn:
+        seed_store(conn, old, memories(ROWS))  # type: ignore[arg-type]
+    if path != "in_place":
+        with base_schema.connect() as conn:
+            stage(conn, new, batch_size=16)
+    with base_schema.begin() as conn:
+        for statement in _SKIP_SOME:
+            conn.execute(sa.text(statement))
+        before = stored_vectors(conn)
+    skipped = r"11 of \d+ rows of knowledge_nodes were not updated"
+    with pytest.raises(ReembedError, match=skipped), base_schema.connect() as conn:
+        if path == "staged_swap":
+            run_reembed(conn, new, ReembedPlan(concurrent_index=True), autocommit_block=autocommit_block(conn))
+        else:
+            run_reembed(conn, new, ReembedPlan())
+        conn.commit()
+    with base_schema.connect() as conn:
+        assert all(np.array_equal(vector, before[key]) for key, vector in stored_vectors(conn).items())
+        assert registry_of(conn).signature == old.signature()
 
 
 def test_a_second_run_on_the_same_target_is_refused_at_once_naming_the_first(store: sa.Engine) -> None:

@@ -101,3 +101,34 @@ def test_a_content_of_another_text_type_is_embedded_as_its_text(engine: sa.Engin
         stored = dict(conn.execute(sa.text("SELECT id, embedding::real[] FROM notes")).all())
     for key, text in enumerate(texts):
         np.testing.assert_allclose(stored[key], NEW.embed_batch([text])[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "keys"),
+    [
+        ("text", ["", "a", "clé ü 東京", "x" * 300, "a b"]),
+        ("bigint", [-(2**63), -1, 0, 7, 2**63 - 1]),
+        ("uuid", ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]),
+    ],
+)
+def test_every_key_type_is_written_back_as_it_was_read(engine: sa.Engine, key_type: str, keys: list[object]) -> None:
+    """Keys travel as the bytes they were fetched as (no Python value made of them):
+    extreme values, empty and non-ASCII text keys still find their rows."""
+    items = Target(table="items", key="k", content="body", embedding="embedding")
+    texts = [f"item {i} of the {key_type} keyed table" for i in range(len(keys))]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"CREATE TABLE items (k {key_type} PRIMARY KEY, body text, embedding vector({OLD.dimension}))")
+        )
+        conn.execute(
+            sa.text("INSERT INTO items (k, body) VALUES (:k, :body)"),
+            [{"k": k, "body": t} for k, t in zip(keys, texts, strict=True)],
+        )
+        register_target(conn, items, OLD.signature())
+    with engine.begin() as conn:
+        report = run_reembed(conn, NEW, ReembedPlan(batch_size=2), target=items)
+    assert report.rows_updated == len(keys)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT body, embedding::real[] FROM items")).all())
+    for text in texts:
+        np.testing.assert_allclose(stored[text], NEW.embed_batch([text])[0], rtol=1e-6)

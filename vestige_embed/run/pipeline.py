@@ -172,4 +172,12 @@ def run_locked_pass(
     with PipelinedPass(conn, st, column, batch_size, where) as rows:
         batches = (Batch(keys, texts, []) for keys, texts in rows.batches())
         run_pipeline(batches, embedder, lambda b, v: rows(b.keys, v), progress=progress, label=label, overlap=False)
+    if rows.rows_written != rows.rows_read:  # under the lock nothing else deletes or updates a row
+        raise ReembedError(
+            f"{label}: {rows.rows_read - rows.rows_written} of {rows.rows_read} rows of {st.target.table} were not "
+            "updated although the server took every write: a trigger skipped them (BEFORE UPDATE returning NULL), "
+            "a rule replaced the UPDATE, or a row security policy hid them. They would keep the old model's "
+            "vectors, so nothing was changed. Disable it for the change (ALTER TABLE ... DISABLE TRIGGER ...) "
+            "and run again"
+        )
     return rows.rows_written

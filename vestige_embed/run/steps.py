@@ -149,7 +149,7 @@ def data_pass(run: Run, column: str) -> tuple[int, int]:
         remaining: sa.ColumnElement[bool] | None = None
         if run.plan.use_staged and catalog.staging_exists(run.conn, run.st):
             from_staging = int(run.conn.execute(run.st.apply_staged(run.signature, column)).rowcount)
-            remaining = sa.not_(run.st.fresh_staged(run.signature))
+            remaining = sa.not_(run.st.holds_fresh_staged(run.signature, column))
             log.info("reembed: applied %d staged vectors", from_staging)
         embedded = _embed_rows(run, column, remaining)
     return embedded + from_staging, from_staging

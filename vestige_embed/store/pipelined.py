@@ -94,6 +94,7 @@ class PipelinedPass(QueuedWrites):
         self.conn, self.st, self.where, self.batch_size = conn, st, where, batch_size
         self.fetch_sql = str(st.fetch_rows(batch_size * CHUNK_BATCHES).compile(dialect=conn.dialect))
         self._fetches: deque[psycopg.Cursor[Any]] = deque()
+        self.rows_read = 0
 
     def __enter__(self) -> PipelinedPass:
         self.conn.execute(self.st.declare_rows(self.where))  # through SQLAlchemy: its values bound as usual
@@ -115,6 +116,7 @@ class PipelinedPass(QueuedWrites):
                 rows = self._fetches.popleft().fetchall()
             except psycopg.Error as e:
                 raise _as_sqlalchemy(e, self.fetch_sql) from e
+            self.rows_read += len(rows)
             if len(rows) == chunk:  # a short chunk was the last: the cursor is at its end
                 self._fetch()
             self._count_answered()

@@ -31,7 +31,8 @@ _BYTEA_OID, _BYTEA_ARRAY_OID = 17, 1001
 
 
 class KeyArray:
-    """Keys of one batch, as one array parameter of the target's key type."""
+    """Keys of one batch, as one array parameter of the target's key type. Keys given as
+    `bytes` are their binary wire form (as `Statements.declare_rows` fetches them), sent as is."""
 
     __slots__ = ("key_type", "values")
 
@@ -68,12 +69,12 @@ class _KeyArrayDumper(Dumper):
 
     def dump(self, obj: KeyArray) -> bytes:
         count = len(obj.values)
+        if count and type(obj.values[0]) is bytes:
+            return _wire_keys(obj.key_type, obj.values)
         if obj.key_type is KeyType.UUID:
-            items = np.empty(count, dtype=[("len", ">i4"), ("value", "V16")])
-            items["len"] = 16
-            raw = b"".join(v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes for v in obj.values)
-            items["value"] = np.frombuffer(raw, dtype="V16")
-            return _ARRAY_HEADER.pack(1, 0, _UUID_OID, count, 1) + items.tobytes()
+            return _wire_keys(
+                obj.key_type, [v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes for v in obj.values]
+            )
         if obj.key_type is KeyType.BIGINT:
             ints = np.empty(count, dtype=[("len", ">i4"), ("value", ">i8")])
             ints["len"] = 8
@@ -88,6 +89,18 @@ class _KeyArrayDumper(Dumper):
         return _KEY_DUMPERS[obj.key_type](type(obj))
 
 
+def _wire_keys(key_type: KeyType, values: Sequence[bytes]) -> bytes:
+    """An array of keys already in their binary form: framed, not converted."""
+    oid = _KEY_ELEMENT_OIDS[key_type]
+    width = _KEY_WIDTHS.get(key_type)
+    if width is None:
+        return _varlena_array(oid, values)
+    items = np.empty(len(values), dtype=[("len", ">i4"), ("value", f"V{width}")])
+    items["len"] = width
+    items["value"] = np.frombuffer(b"".join(values), dtype=f"V{width}")
+    return _ARRAY_HEADER.pack(1, 0, oid, len(values), 1) + items.tobytes()
+
+
 class _UuidKeys(_KeyArrayDumper):
     oid = _UUID_ARRAY_OID
 
@@ -99,6 +112,10 @@ class _BigintKeys(_KeyArrayDumper):
 class _TextKeys(_KeyArrayDumper):
     oid = _TEXT_ARRAY_OID
 
+
+_KEY_ELEMENT_OIDS = {KeyType.UUID: _UUID_OID, KeyType.BIGINT: _INT8_OID, KeyType.TEXT: _TEXT_OID}
+#: Bytes per key of the fixed-width key types.
+_KEY_WIDTHS = {KeyType.UUID: 16, KeyType.BIGINT: 8}
 
 _KEY_DUMPERS: dict[KeyType, type[_KeyArrayDumper]] = {
     KeyType.UUID: _UuidKeys,

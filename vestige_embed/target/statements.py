@@ -75,6 +75,8 @@ _KEY_TYPES: dict[KeyType, sa.types.TypeEngine[Any]] = {
     KeyType.TEXT: sa.Text(),
 }
 _CATALOG_KEY_TYPES = {"uuid": KeyType.UUID, "bigint": KeyType.BIGINT, "text": KeyType.TEXT}
+#: Each key type's binary send function: its value as the bytes it travels as.
+_KEY_SEND = {KeyType.UUID: "uuid_send", KeyType.BIGINT: "int8send", KeyType.TEXT: "textsend"}
 
 
 #: The dry run's scratch table (TEMPORARY: this session only, gone at the end of its transaction).
@@ -606,8 +608,17 @@ class Statements:
         return query if where is None else query.where(where)
 
     def declare_rows(self, where: sa.ColumnElement[bool] | None = None) -> DeclareCursor:
-        """The rows of a locked data pass, by content, behind a server-side cursor."""
-        return DeclareCursor(ROWS_CURSOR, self.rows(where, by_content=True))
+        """The rows of a locked data pass, by content, behind a server-side cursor. Keys come
+        as the bytes they travel as (`bytea`), to be sent back as they came: no `uuid.UUID`
+        is made of each and taken apart again (a fifth of the client's work in that pass)."""
+        key_type = self.target.key_type
+        if key_type is None:
+            raise ValueError("declare_rows needs the target's key type (resolve_target)")
+        query = self.rows(where, by_content=True)
+        wire_key = getattr(sa.func.pg_catalog, _KEY_SEND[key_type])(self.key, type_=sa.LargeBinary).label(
+            self.target.key
+        )
+        return DeclareCursor(ROWS_CURSOR, query.with_only_columns(wire_key, *list(query.selected_columns)[1:]))
 
     def fetch_rows(self, count: int) -> FetchCursor:
         return FetchCursor(ROWS_CURSOR, count)
@@ -659,6 +670,12 @@ class Statements:
         starts at the page instead of reading staging from its first key (each page would
         cost the whole table so far)."""
         return sa.select(sa.literal(1)).where(self._fresh(signature, after=after)).exists()
+
+    def holds_fresh_staged(self, signature: ModelSignature, column: str) -> sa.ColumnElement[bool]:
+        """True for a row whose `column` holds its fresh staged vector: applied, not skipped
+        by a trigger that returned NULL (such a row still holds the old model's vector)."""
+        held = self.column(column).is_not_distinct_from(self.staging.c.staged_vector)
+        return sa.select(sa.literal(1)).where(self._fresh(signature), held).exists()
 
     def apply_staged(self, signature: ModelSignature, column: str | None = None) -> sa.Update:
         """Copy every fresh staged vector into `column` (online and in the offline script)."""
