@@ -167,7 +167,7 @@ LINES: dict[str, tuple[str, str, str, str]] = {
     ),
     "dedupe: the locked pass reads rows by content": (
         "vestige_embed/target/statements.py",
-        '        order = (sa.collate(self.content, "C"),) if by_content else ()\n',
+        "        order = (content,) if by_content else ()\n",
         "        order = ()\n",
         "tests/test_dedupe.py",
     ),

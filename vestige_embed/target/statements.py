@@ -600,10 +600,13 @@ class Statements:
         keeps the hash of what it embedded). `by_content` orders by content instead, byte by
         byte (`COLLATE "C"`: no locale rules, and cheaper than hashing every row first):
         repeated contents arrive together, so each is embedded once."""
-        columns: list[sa.ColumnElement[Any]] = [self.key, self.content.label("content")]
+        # Ordered by the selected column itself: an ORDER BY expression of its own would be
+        # a second copy of every content in the sort (a fifth more memory, a third slower).
+        content = (sa.collate(self.content, "C") if by_content else self.content).label("content")
+        columns: list[sa.ColumnElement[Any]] = [self.key, content]
         if with_hash:
             columns.append(self.content_hash.label("content_sha256"))
-        order = (sa.collate(self.content, "C"),) if by_content else ()
+        order = (content,) if by_content else ()
         query = sa.select(*columns).order_by(*order, self.key)
         return query if where is None else query.where(where)
 
