@@ -10,9 +10,10 @@ Operator's guide
 2. drop the HNSW index (always on a dimension change: the old index rejects vectors of
    another size); the registry keeps saying `ready` for the old model, since nothing of
    the change is visible before the transaction that makes all of it visible;
-3. stream `(key, content)` in key order through a server-side cursor;
-4. embed batch k+1 while batch k is written with one binary `UPDATE ... FROM unnest`;
-   rows whose embedding is NULL are embedded too;
+3. read `(key, content)` in content order through a server-side cursor (repeats together);
+4. embed each batch and queue its binary `UPDATE ... FROM unnest` (libpq pipeline mode:
+   the server writes while the next batch is embedded); rows whose embedding is NULL are
+   embedded too, and a write a trigger skipped fails the run;
 5. on a dimension change, relax the typmod before the writes and tighten it after
    (the tightening checks every row), or use a new column (approach C); a same-size
    change whose index was dropped does the same, so the tightening's rewrite leaves
