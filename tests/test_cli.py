@@ -342,8 +342,14 @@ def test_ctrl_c_in_the_banners_wait_says_nothing_changed(base_schema: sa.Engine,
 
     seeded(base_schema, 5)
     env = {**os.environ, DATABASE_URL_ENV: db_url}
+    # A runner started in the background (`cmd &`) ignores SIGINT, and its children inherit
+    # that: give the tool the default disposition, as a terminal would.
     with subprocess.Popen(
-        [str(BIN / "vestige"), "migrate", "reembed", *HASH64], stderr=subprocess.PIPE, text=True, env=env
+        [str(BIN / "vestige"), "migrate", "reembed", *HASH64],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         assert proc.stderr is not None
         read_until(proc.stderr, "to abort.")
