@@ -16,9 +16,9 @@ Prints, on one private embedded PostgreSQL:
 - peak RSS of a process running the engine at two sizes (one run each: memory, not time).
 
 Targets: data pass >= 95% of its limit (for hashing: the slower of pure hashing and the
-raw write; printed against both at once too). Each sample
-starts from a fresh copy of the same database. Run: `make bench` (or `make bench-quick`),
-or `.venv/bin/python scripts/bench_engine.py [--quick] [--repeats N] [--only SECTION]`.
+raw write; printed against both at once too). Each sample starts from a fresh copy of
+the same database. Run: `make bench` (or `make bench-quick`), or
+`.venv/bin/python scripts/bench_engine.py [--quick] [--repeats N] [--only SECTION]`.
 """
 
 from __future__ import annotations

@@ -312,7 +312,6 @@ class _renamed:  # noqa: N801  (reads as a function at call sites)
         return self.inner.dimension
 
     def signature(self):  # type: ignore[no-untyped-def]
-
         return ModelSignature(self._name, self.inner.dimension, self.inner.signature().hash)
 
     def embed_batch(self, texts):  # type: ignore[no-untyped-def]
