@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from tests.helpers import STORE, memories, seed_store
 from vestige_embed import HashEmbedder
 from vestige_embed.errors import ConfigError
+from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target import Distance, Statements, Storage, Target
 from vestige_embed.target.statements import MIN_BUILD_MEMORY_MB, compiled
 from vestige_embed.target.target import MAX_IDENTIFIER, bounded_name
@@ -72,3 +73,13 @@ def test_online_and_offline_build_memory_are_one_formula(base_schema: sa.Engine)
         assert online > MIN_BUILD_MEMORY_MB
         assert conn.execute(sa.select(STORE.build_memory_mb(0, 384, 4096))).scalar_one() == MIN_BUILD_MEMORY_MB
         assert conn.execute(sa.select(STORE.build_memory_mb(10**9, 384, 4096))).scalar_one() == 4096
+
+
+def test_keys_in_binary_need_the_key_type_read_from_the_catalog(engine: sa.Engine) -> None:
+    """Neither the locked pass's rows (keys in their wire form) nor a binary write can be
+    built for a target whose key type was not read (`resolve_target`)."""
+    unresolved = Statements(Target(table="notes"))
+    with pytest.raises(ValueError, match="resolve the target against the catalog"):
+        unresolved.declare_rows()
+    with engine.connect() as conn, pytest.raises(ValueError, match="resolve the target against the catalog"):
+        VectorWriter(conn, unresolved, "embedding")

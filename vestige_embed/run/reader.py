@@ -2,10 +2,9 @@
 
 Two readers: a server-side cursor inside the run's own transaction (under its table
 lock), in content order, read ahead in pipeline mode with the writes (`store.pipelined`,
-`pipeline.run_locked_pass`),
-and key-paged reads (`key > :after ... LIMIT n`), each its own short transaction,
-for passes that run while the application works: no snapshot outlives a batch, so
-vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
+`pipeline.run_locked_pass`); and key-paged reads (`key > :after ... LIMIT n`), each its
+own short transaction, for passes that run while the application works: no snapshot
+outlives a batch, so vacuum and `CREATE INDEX CONCURRENTLY` are never held up by a long pass.
 """
 
 from __future__ import annotations

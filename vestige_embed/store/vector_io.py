@@ -63,6 +63,23 @@ def _varlena_array(oid: int, items: Sequence[bytes]) -> bytes:
     return _ARRAY_HEADER.pack(1, 0, oid, len(items), 1) + body
 
 
+_KEY_ELEMENT_OIDS = {KeyType.UUID: _UUID_OID, KeyType.BIGINT: _INT8_OID, KeyType.TEXT: _TEXT_OID}
+#: Bytes per key of the fixed-width key types.
+_KEY_WIDTHS = {KeyType.UUID: 16, KeyType.BIGINT: 8}
+
+
+def _wire_keys(key_type: KeyType, values: Sequence[bytes]) -> bytes:
+    """An array of keys already in their binary form: framed, not converted."""
+    oid = _KEY_ELEMENT_OIDS[key_type]
+    width = _KEY_WIDTHS.get(key_type)
+    if width is None:
+        return _varlena_array(oid, values)
+    items = np.empty(len(values), dtype=[("len", ">i4"), ("value", f"V{width}")])
+    items["len"] = width
+    items["value"] = np.frombuffer(b"".join(values), dtype=f"V{width}")
+    return _ARRAY_HEADER.pack(1, 0, oid, len(values), 1) + items.tobytes()
+
+
 class _KeyArrayDumper(Dumper):
     format = Format.BINARY
     oid = _UUID_ARRAY_OID
@@ -80,25 +97,13 @@ class _KeyArrayDumper(Dumper):
             ints["len"] = 8
             ints["value"] = np.asarray(obj.values, dtype=np.int64)
             return _ARRAY_HEADER.pack(1, 0, _INT8_OID, count, 1) + ints.tobytes()
-        return _varlena_array(_TEXT_OID, [str(v).encode() for v in obj.values])
+        return _wire_keys(obj.key_type, [str(v).encode() for v in obj.values])
 
     def get_key(self, obj: Any, format: Any) -> Any:
         return (type(obj), obj.key_type)
 
     def upgrade(self, obj: Any, format: Any) -> Dumper:
         return _KEY_DUMPERS[obj.key_type](type(obj))
-
-
-def _wire_keys(key_type: KeyType, values: Sequence[bytes]) -> bytes:
-    """An array of keys already in their binary form: framed, not converted."""
-    oid = _KEY_ELEMENT_OIDS[key_type]
-    width = _KEY_WIDTHS.get(key_type)
-    if width is None:
-        return _varlena_array(oid, values)
-    items = np.empty(len(values), dtype=[("len", ">i4"), ("value", f"V{width}")])
-    items["len"] = width
-    items["value"] = np.frombuffer(b"".join(values), dtype=f"V{width}")
-    return _ARRAY_HEADER.pack(1, 0, oid, len(values), 1) + items.tobytes()
 
 
 class _UuidKeys(_KeyArrayDumper):
@@ -112,10 +117,6 @@ class _BigintKeys(_KeyArrayDumper):
 class _TextKeys(_KeyArrayDumper):
     oid = _TEXT_ARRAY_OID
 
-
-_KEY_ELEMENT_OIDS = {KeyType.UUID: _UUID_OID, KeyType.BIGINT: _INT8_OID, KeyType.TEXT: _TEXT_OID}
-#: Bytes per key of the fixed-width key types.
-_KEY_WIDTHS = {KeyType.UUID: 16, KeyType.BIGINT: 8}
 
 _KEY_DUMPERS: dict[KeyType, type[_KeyArrayDumper]] = {
     KeyType.UUID: _UuidKeys,

@@ -14,11 +14,9 @@ class _Writer:
     """One statement, built once; keys and vectors sent as binary arrays."""
 
     def __init__(self, conn: Connection, st: Statements, statement: UpdateBase) -> None:
-        if st.target.key_type is None:
-            raise ValueError("the target's key type is unknown: resolve the target against the catalog first")
+        self.key_type: KeyType = st.target.resolved_key_type
         register_binary_arrays(conn)
         self.conn, self.statement = conn, statement
-        self.key_type: KeyType = st.target.key_type
         self.storage = st.target.storage
 
     def params(self, keys: list[object], vectors: Matrix, **more: object) -> dict[str, object]:

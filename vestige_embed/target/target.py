@@ -154,6 +154,13 @@ class Target:
     def with_key_type(self, key_type: KeyType) -> Target:
         return replace(self, key_type=key_type)
 
+    @property
+    def resolved_key_type(self) -> KeyType:
+        """The key type, for what cannot be built without it (binary keys, their wire form)."""
+        if self.key_type is None:
+            raise ValueError("the target's key type is unknown: resolve the target against the catalog first")
+        return self.key_type
+
     def to_json(self) -> dict[str, Any]:
         return {
             "table": self.table,
