@@ -12,6 +12,7 @@ import pytest
 
 from vestige_embed import FastembedEmbedder, HashEmbedder, resolve_embedder
 from vestige_embed.embedders.fastembed_model import internal_batches
+from vestige_embed.embedders.hashing import _padded, normalize
 from vestige_embed.errors import (
     ConfigError,
     DimensionMismatchError,
@@ -109,6 +110,24 @@ def test_hash_vectors_are_byte_identical_across_processes() -> None:
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(2)]
     assert runs[0] == runs[1]
     assert runs[0] == HashEmbedder(256).embed_batch(["Grüße, 世界!", "", "memory 17 talks about rust"]).tobytes()
+
+
+def test_ascii_texts_are_normalized_as_the_unicode_rules_say() -> None:
+    """The byte-level path for ASCII texts lays out what NFKC, case folding and the
+    non-word rule give, for every ASCII character alone and among words."""
+    texts = [
+        "".join(map(chr, range(128))),
+        "Hello,\tWorld!\n",
+        "__init__ A_B x-y",
+        "\x1c\x1d\x1e\x1fword\x7f",
+        "  lead and trail  ",
+        "MiXeD CaSe 123 4x4",
+        "...",
+        "",
+    ]
+    texts += [f"a{chr(c)}B{chr(c)}{chr(c)}9" for c in range(128)]
+    for text in texts:
+        assert _padded(text) == f" {normalize(text)} ".encode(), repr(text)
 
 
 def test_hash_vectors_are_unit_norm_for_any_text() -> None:

@@ -445,3 +445,35 @@ def test_a_same_size_change_indexes_only_the_new_vectors(base_schema: sa.Engine)
         conn.commit()
     assert after_change <= 1.2 * rebuilt, (after_change, rebuilt)
     assert_all_in_space(base_schema, HashEmbedder(64), 400)
+
+
+class _Totals:
+    """A progress display that keeps the totals it is started with."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+
+    def start(self, total: int) -> None:
+        self.totals.append(total)
+
+    def advance(self, rows: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("plan", [ReembedPlan(), ReembedPlan(use_staged=False), ReembedPlan(prebuild_index=False)])
+def test_an_in_place_run_counts_its_rows_before_it_locks_the_table(base_schema: sa.Engine, plan: ReembedPlan) -> None:
+    """The progress total is no scan that writers wait for."""
+    seeded(base_schema, 40)
+    statements: list[str] = []
+    progress = _Totals()
+    with base_schema.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        report = run_reembed(conn, NEW, plan, progress=progress)
+        conn.commit()
+    locked = next(i for i, s in enumerate(statements) if s.startswith("LOCK TABLE knowledge_nodes"))
+    assert [s for s in statements[locked:] if "count(" in s] == []
+    assert (progress.totals, report.rows_updated) == ([40], 40)
+    assert_all_in_space(base_schema, NEW, 40)

@@ -53,3 +53,19 @@ def test_fastembed_log_records_reach_logging(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING):
         logger.patch(lambda record: record.update(name="fastembed.common.model_management")).warning("hub slow")
     assert [(r.name, r.getMessage()) for r in caplog.records] == [("fastembed.common.model_management", "hub slow")]
+
+
+def test_a_log_total_counted_before_the_lock_grows_with_rows_written_meanwhile() -> None:
+    progress = LogProgress("reembed")
+    progress.start(100)
+    progress.advance(130)
+    assert progress.line(elapsed=1.0) == "reembed: 130/130 rows (100%), 130 rows/s, ETA 00:00, 00:01 so far"
+
+
+def test_the_bar_total_grows_with_rows_written_meanwhile() -> None:
+    stream = io.StringIO()
+    progress = BarProgress("reembed", stream)
+    progress.start(100)
+    progress.advance(130)
+    progress.finish()
+    assert "130/130" in stream.getvalue()

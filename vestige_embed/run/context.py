@@ -124,6 +124,8 @@ class Run:
     progress: Progress
     autocommit_block: AutocommitBlock
     clock: Clock = field(default_factory=Clock)
+    #: Rows the locked pass will embed, when counted before the lock already (`steps.rows_to_embed`).
+    expected_rows: int | None = None
 
     def __post_init__(self) -> None:
         self.st = Statements(self.target)

@@ -185,6 +185,7 @@ def _prebuilds(run: Run, *, can_commit: bool) -> bool:
     if plan.commit_batches:
         return True
     unstaged, rows = steps.unstaged_rows(run)
+    run.expected_rows = unstaged  # nothing is staged before `_rewrite`: its progress total
     if unstaged <= plan.batch_size and can_commit and rows:
         log.info("reembed: staging covers %d of %d rows: index built before the window", rows - unstaged, rows)
         return True
@@ -207,13 +208,14 @@ def _prebuilds(run: Run, *, can_commit: bool) -> bool:
 def _rewrite(run: Run) -> ReembedReport:
     """In place or into a new column, in one transaction under the table lock: writers wait,
     and nothing is visible to anyone until the registry names the new model."""
+    expected = run.expected_rows if run.expected_rows is not None else steps.rows_to_embed(run)
     run.set_transaction_settings()
     steps.lock_out_writers(run)
     steps.open_window(run)
     strategy = steps.choose_strategy(run)
     steps.drop_index(run, strategy)
     strategy = steps.prepare_column(run, strategy)
-    rows, from_staging = steps.data_pass(run, steps.column_for(run, strategy))
+    rows, from_staging = steps.data_pass(run, steps.column_for(run, strategy), expected)
     steps.finish_column(run, strategy)
     steps.build_index(run, rows)
     steps.analyze(run)

@@ -2,7 +2,8 @@
 
 A tqdm bar on a terminal (log records print above it, not through it), periodic log
 lines in deploy logs, where a redrawn line would be noise. Both say rows, rows/s and ETA
-only once there is a rate to say them from.
+only once there is a rate to say them from. The total may be an estimate (counted before
+the run's lock, while writers went on): past it, the total grows with the rows done.
 """
 
 from __future__ import annotations
@@ -53,13 +54,12 @@ class LogProgress:
     def start(self, total: int) -> None:
         self.total, self.done = total, 0
         self.started = self.last = time.monotonic()
-        if total == 0:
-            _nothing_to_do(self.label)
-        else:
+        if total:
             log.info("%s: %s rows to embed", self.label, f"{total:,}")
 
     def advance(self, rows: int) -> None:
         self.done += rows
+        self.total = max(self.total, self.done)
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
@@ -68,6 +68,8 @@ class LogProgress:
     def finish(self) -> None:
         if self.total:
             log.info("%s", self.line(time.monotonic() - self.started))
+        else:
+            _nothing_to_do(self.label)
 
     def line(self, elapsed: float) -> str:
         from tqdm import tqdm
@@ -85,12 +87,13 @@ class BarProgress:
 
     def __init__(self, label: str, stream: TextIO) -> None:
         self.label, self.stream = label, stream
+        self._done = 0
         self._bar: Any = None
         self._redirect: contextlib.ExitStack | None = None
 
     def start(self, total: int) -> None:
+        self._done = 0
         if total == 0:
-            _nothing_to_do(self.label)
             return
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
@@ -102,10 +105,15 @@ class BarProgress:
         )
 
     def advance(self, rows: int) -> None:
+        self._done += rows
         if self._bar is not None:
+            if self._done > self._bar.total:
+                self._bar.total = self._done
             self._bar.update(rows)
 
     def finish(self) -> None:
+        if self._bar is None and self._done == 0:
+            _nothing_to_do(self.label)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

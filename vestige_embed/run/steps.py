@@ -141,9 +141,19 @@ def column_for(run: Run, strategy: Strategy) -> str:
     return run.target.embedding if strategy is Strategy.IN_PLACE else run.target.next_embedding
 
 
-def data_pass(run: Run, column: str) -> tuple[int, int]:
+def rows_to_embed(run: Run) -> int:
+    """The rows the locked pass will embed, counted before the lock: the progress total,
+    without a scan of the table inside the window. Rows written until the lock is granted
+    are embedded too, so the display treats it as an estimate."""
+    if run.plan.use_staged:
+        return unstaged_rows(run)[0]
+    return catalog.count(run.conn, run.st.count_rows())
+
+
+def data_pass(run: Run, column: str, expected: int) -> tuple[int, int]:
     """Apply fresh staged vectors, then embed the rest, all under the run's lock (the rest
-    is what was written since staging: the catch-up). Returns (rows written, from staging)."""
+    is what was written since staging: the catch-up). `expected`: `rows_to_embed`, for the
+    progress display. Returns (rows written, from staging)."""
     with run.clock.step("data_pass"):
         from_staging = 0
         remaining: sa.ColumnElement[bool] | None = None
@@ -151,16 +161,15 @@ def data_pass(run: Run, column: str) -> tuple[int, int]:
             from_staging = int(run.conn.execute(run.st.apply_staged(run.signature, column)).rowcount)
             remaining = sa.not_(run.st.holds_fresh_staged(run.signature, column))
             log.info("reembed: applied %d staged vectors", from_staging)
-        embedded = _embed_rows(run, column, remaining)
+        embedded = _embed_rows(run, column, remaining, expected)
     return embedded + from_staging, from_staging
 
 
-def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, *, counted: bool = True) -> int:
-    """`counted=False` skips the progress count: a second scan the swap's locked catch-up,
-    which writers wait for, does not need."""
-    progress = run.progress if counted else NoProgress()
-    if counted:
-        progress.start(catalog.count(run.conn, run.st.count_rows(where)))
+def _embed_rows(run: Run, column: str, where: sa.ColumnElement[bool] | None, expected: int | None) -> int:
+    """`expected` None: no progress display (the swap's locked catch-up, a few rows)."""
+    progress = run.progress if expected is not None else NoProgress()
+    if expected is not None:
+        progress.start(expected)
     try:
         return run_locked_pass(run.conn, run.st, column, run.embedder, run.plan.batch_size, where, progress=progress)
     finally:
@@ -307,7 +316,7 @@ def catch_up(run: Run) -> int:
     with run.clock.step("data_pass"):
         # Vectors staged since the copy (by writers that follow the write contract) first.
         run.conn.execute(st.copy_staged_changed(run.signature, target.next_embedding))
-        embedded = _embed_rows(run, target.next_embedding, behind, counted=False)
+        embedded = _embed_rows(run, target.next_embedding, behind, None)
     log.info(
         "reembed: embedded %d rows added or edited since staging (writes waited %.1f s)",
         embedded,
