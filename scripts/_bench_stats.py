@@ -5,7 +5,7 @@ spread (lowest and highest), next to the limit measured in the same rounds."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 #: Rounds per figure unless a script is told otherwise (`--repeats`).
@@ -46,3 +46,16 @@ def ratio_line(label: str, value: float, limit: float, target: float) -> str:
     share = value / limit
     verdict = "PASS" if share >= target else "FAIL"
     return f"  {label}: {share:.1%} (median / median; target >= {target:.0%}: {verdict})"
+
+
+def paired_ratio_line(label: str, values: Sequence[float], limits: Sequence[float], target: float) -> str:
+    """The ratio within each round (the two measured seconds apart), its median and spread:
+    a shared machine's speed drifts from round to round, and a ratio taken within one round
+    cancels that drift where a ratio of two medians does not."""
+    ratios = [value / limit for value, limit in zip(values, limits, strict=True)]
+    share = statistics.median(ratios)
+    verdict = "PASS" if share >= target else "FAIL"
+    return (
+        f"  {label}, round by round: {share:.1%} [{min(ratios):.1%} .. {max(ratios):.1%}, n={len(ratios)}] "
+        f"(median of the rounds' ratios; target >= {target:.0%}: {verdict})"
+    )

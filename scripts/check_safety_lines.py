@@ -29,8 +29,8 @@ LINES: dict[str, tuple[str, str, str, str]] = {
     ),
     "catch-up (in place)": (
         "vestige_embed/run/steps.py",
-        "        embedded = _embed_rows(run, column, remaining)",
-        "        embedded = 0 if remaining is not None else _embed_rows(run, column, remaining)",
+        "        embedded = _embed_rows(run, column, remaining, expected)",
+        "        embedded = 0 if remaining is not None else _embed_rows(run, column, remaining, expected)",
         f"{NEVER_MIXED} -k 'batched and in_place'",
     ),
     "catch-up (staged swap)": (
