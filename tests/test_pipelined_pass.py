@@ -3,15 +3,19 @@ written once, and a statement the server refuses fails the run as any database e
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from tests.helpers import CountingEmbedder, column_typmod, memories, registry_of, seed_store, stored_vectors
 from vestige_embed import HashEmbedder, ReembedPlan, register_target, run_reembed
-from vestige_embed.store.pipelined import AHEAD, CHUNK_BATCHES
+from vestige_embed.store.pipelined import AHEAD, CHUNK_BATCHES, SEND_BUFFER, QueuedWrites
 from vestige_embed.store.writes import VectorWriter
-from vestige_embed.target import KeyType, ModelState, Statements, Target
+from vestige_embed.target import DEFAULT_TARGET, KeyType, ModelState, Statements, Target
 
 OLD, NEW = HashEmbedder(64), HashEmbedder(128)
 BATCH = 4
@@ -132,3 +136,19 @@ def test_every_key_type_is_written_back_as_it_was_read(engine: sa.Engine, key_ty
         stored = dict(conn.execute(sa.text("SELECT body, embedding::real[] FROM items")).all())
     for text in texts:
         np.testing.assert_allclose(stored[text], NEW.embed_batch([text])[0], rtol=1e-6)
+
+
+def test_a_local_connection_queues_more_writes_while_they_run_and_gets_its_buffer_back(base_schema: sa.Engine) -> None:
+    """Over a Unix socket (this suite's), the kernel's default holds about one batch."""
+    cap = int(Path("/proc/sys/net/core/wmem_max").read_text())
+    with base_schema.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with socket.socket(fileno=os.dup(driver.pgconn.socket)) as sock:
+            assert sock.family == socket.AF_UNIX
+            before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            with QueuedWrites(conn, Statements(DEFAULT_TARGET.with_key_type(KeyType.UUID)), "embedding"):
+                during = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            after = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    assert during == 2 * min(SEND_BUFFER, cap)  # Linux keeps twice what was set, up to twice the cap
+    assert after == before
