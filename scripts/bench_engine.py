@@ -16,8 +16,10 @@ Prints, on one private embedded PostgreSQL:
 - peak RSS of a process running the engine at two sizes (one run each: memory, not time).
 
 Targets: data pass >= 95% of its limit (for hashing: the slower of pure hashing and the
-raw write; printed against both at once too). Each sample starts from a fresh copy of
-the same database. Run: `make bench` (or `make bench-quick`), or
+raw write; printed against both at once too), as the ratio of the medians and as the
+median of each round's own ratio (drift between rounds cancels). The hashing figures,
+about a second each and the most variable, take three times the rounds. Each sample
+starts from a fresh copy of the same database. Run: `make bench` (or `make bench-quick`), or
 `.venv/bin/python scripts/bench_engine.py [--quick] [--repeats N] [--only SECTION]`.
 """
 

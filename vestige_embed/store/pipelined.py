@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -48,12 +49,13 @@ def deeper_send_buffer(driver: psycopg.Connection[Any]) -> Iterator[None]:
         if sock.family != socket.AF_UNIX:
             yield
             return
-        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # Linux reports twice what was set
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         try:
             yield
         finally:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, before // 2)
+            # Linux keeps (and reports) twice the size it was given.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, before // 2 if sys.platform == "linux" else before)
 
 
 class QueuedWrites:
