@@ -37,7 +37,7 @@ CHUNK_BATCHES = 8
 AHEAD = 2
 #: Bytes of queued writes a local (Unix-socket) connection may hold while the server works:
 #: about 20 batches of 384-d vectors, where the default (~200 KB) holds one and the server
-#: waits whenever the client pauses (`make bench`: the hashing pass 8% faster). The kernel
+#: waits whenever the client pauses (11 alternating rounds: the hashing pass 8% faster). The kernel
 #: caps it at `net.core.wmem_max`. TCP sizes its buffers itself (setting one turns that off).
 SEND_BUFFER = 4 << 20
 
@@ -75,8 +75,12 @@ class QueuedWrites:
 
     def __enter__(self) -> QueuedWrites:
         self._buffer.enter_context(deeper_send_buffer(self.driver))
-        self._pipeline = self.driver.pipeline()
-        self._pipeline.__enter__()
+        try:
+            self._pipeline = self.driver.pipeline()
+            self._pipeline.__enter__()
+        except BaseException:
+            self._buffer.close()
+            raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
