@@ -64,6 +64,7 @@ TARGET = 0.95
 REPEATED = 0.16
 SAMPLE = "sample"
 PURE = "pure hashing (no database)"
+PURE_EMBEDDING = "pure embedding (no database)"
 QUEUED = "raw binary write, queued (as the engine)"
 ONE_AT_A_TIME = "raw binary write, one statement at a time"
 DATA_PASS = "engine data pass"
@@ -262,7 +263,7 @@ def minilm(server: Any, rows: int, repeats: int) -> None:
     print(f"\nall-MiniLM-L6-v2, {rows} stdlib docstrings, threads: one per core (texts or rows/s):")
     figures = alternate(
         {
-            "pure embedding (no database)": lambda: pure_rate(model, docs),
+            PURE_EMBEDDING: lambda: pure_rate(model, docs),
             DATA_PASS: lambda: on_copy(server, "minilm_store", engine_rate(model)),
             f"engine, {REPEATED:.0%} repeated contents": lambda: on_copy(server, "repeats_store", engine_rate(model)),
         },
@@ -271,9 +272,9 @@ def minilm(server: Any, rows: int, repeats: int) -> None:
     )
     for figure in figures.values():
         print(figure.line(1))
-    pure = figures["pure embedding (no database)"].median
+    pure = figures[PURE_EMBEDDING].median
     print(ratio_line("data pass / pure embedding", figures[DATA_PASS].median, pure, TARGET))
-    pures = figures["pure embedding (no database)"].values
+    pures = figures[PURE_EMBEDDING].values
     print(paired_ratio_line("data pass / pure embedding", figures[DATA_PASS].values, pures, TARGET))
     print(
         f"  repeated contents: {rows} rows, {distinct} distinct, embedded once each: "

@@ -21,6 +21,7 @@ from tests.helpers import (
 from vestige_embed import HashEmbedder, ReembedPlan, dry_run_reembed, run_reembed, vector_search
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.plan import TypmodApproach
+from vestige_embed.run.progress import NoProgress
 from vestige_embed.target import DEFAULT_TARGET, ModelSignature, ModelState
 
 HNSW_INDEX = DEFAULT_TARGET.index
@@ -447,7 +448,7 @@ def test_a_same_size_change_indexes_only_the_new_vectors(base_schema: sa.Engine)
     assert_all_in_space(base_schema, HashEmbedder(64), 400)
 
 
-class _Totals:
+class _Totals(NoProgress):
     """A progress display that keeps the totals it is started with."""
 
     def __init__(self) -> None:
@@ -455,12 +456,6 @@ class _Totals:
 
     def start(self, total: int) -> None:
         self.totals.append(total)
-
-    def advance(self, rows: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("plan", [ReembedPlan(), ReembedPlan(use_staged=False), ReembedPlan(prebuild_index=False)])

@@ -208,7 +208,7 @@ def _prebuilds(run: Run, *, can_commit: bool) -> bool:
 def _rewrite(run: Run) -> ReembedReport:
     """In place or into a new column, in one transaction under the table lock: writers wait,
     and nothing is visible to anyone until the registry names the new model."""
-    expected = run.expected_rows if run.expected_rows is not None else steps.rows_to_embed(run)
+    expected = steps.rows_to_embed(run)
     run.set_transaction_settings()
     steps.lock_out_writers(run)
     steps.open_window(run)

@@ -142,9 +142,12 @@ def column_for(run: Run, strategy: Strategy) -> str:
 
 
 def rows_to_embed(run: Run) -> int:
-    """The rows the locked pass will embed, counted before the lock: the progress total,
-    without a scan of the table inside the window. Rows written until the lock is granted
-    are embedded too, so the display treats it as an estimate."""
+    """The rows the locked pass will embed, counted before the lock (or taken from the
+    count the prebuild decision made): the progress total, without a scan of the table
+    inside the window. Rows written until the lock is granted are embedded too, so the
+    display treats it as an estimate."""
+    if run.expected_rows is not None:
+        return run.expected_rows
     if run.plan.use_staged:
         return unstaged_rows(run)[0]
     return catalog.count(run.conn, run.st.count_rows())

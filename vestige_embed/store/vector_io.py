@@ -68,16 +68,12 @@ _KEY_ELEMENT_OIDS = {KeyType.UUID: _UUID_OID, KeyType.BIGINT: _INT8_OID, KeyType
 _KEY_WIDTHS = {KeyType.UUID: 16, KeyType.BIGINT: 8}
 
 
-def _wire_keys(key_type: KeyType, values: Sequence[bytes]) -> bytes:
-    """An array of keys already in their binary form: framed, not converted."""
-    oid = _KEY_ELEMENT_OIDS[key_type]
-    width = _KEY_WIDTHS.get(key_type)
-    if width is None:
-        return _varlena_array(oid, values)
-    items = np.empty(len(values), dtype=[("len", ">i4"), ("value", f"V{width}")])
+def _fixed_array(oid: int, width: int, raw: bytes) -> bytes:
+    """An array of fixed-width elements given back to back in their binary form."""
+    items = np.empty(len(raw) // width, dtype=[("len", ">i4"), ("value", f"V{width}")])
     items["len"] = width
-    items["value"] = np.frombuffer(b"".join(values), dtype=f"V{width}")
-    return _ARRAY_HEADER.pack(1, 0, oid, len(values), 1) + items.tobytes()
+    items["value"] = np.frombuffer(raw, dtype=f"V{width}")
+    return _ARRAY_HEADER.pack(1, 0, oid, len(items), 1) + items.tobytes()
 
 
 class _KeyArrayDumper(Dumper):
@@ -85,19 +81,18 @@ class _KeyArrayDumper(Dumper):
     oid = _UUID_ARRAY_OID
 
     def dump(self, obj: KeyArray) -> bytes:
-        count = len(obj.values)
-        if count and type(obj.values[0]) is bytes:
-            return _wire_keys(obj.key_type, obj.values)
-        if obj.key_type is KeyType.UUID:
-            return _wire_keys(
-                obj.key_type, [v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes for v in obj.values]
-            )
-        if obj.key_type is KeyType.BIGINT:
-            ints = np.empty(count, dtype=[("len", ">i4"), ("value", ">i8")])
-            ints["len"] = 8
-            ints["value"] = np.asarray(obj.values, dtype=np.int64)
-            return _ARRAY_HEADER.pack(1, 0, _INT8_OID, count, 1) + ints.tobytes()
-        return _wire_keys(obj.key_type, [str(v).encode() for v in obj.values])
+        key_type, values = obj.key_type, obj.values
+        oid, width = _KEY_ELEMENT_OIDS[key_type], _KEY_WIDTHS.get(key_type)
+        wire = len(values) > 0 and type(values[0]) is bytes  # framed as they came, not converted
+        if width is None:
+            return _varlena_array(oid, values if wire else [str(v).encode() for v in values])
+        if wire:
+            raw = b"".join(values)
+        elif key_type is KeyType.UUID:
+            raw = b"".join(v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes for v in values)
+        else:
+            raw = np.asarray(values, dtype=">i8").tobytes()
+        return _fixed_array(oid, width, raw)
 
     def get_key(self, obj: Any, format: Any) -> Any:
         return (type(obj), obj.key_type)
