@@ -53,6 +53,7 @@ from vestige_embed.demo.corpus import stdlib_docs
 from vestige_embed.run.build_settings import index_build_settings
 from vestige_embed.settings.config import load_settings
 from vestige_embed.settings.embedded import start_server
+from vestige_embed.store import catalog
 from vestige_embed.store.pipelined import PipelinedPass, QueuedWrites
 from vestige_embed.store.writes import VectorWriter
 from vestige_embed.target.statements import current_setting
@@ -152,14 +153,16 @@ def write_rate(
 
 def database_work(engine: sa.Engine) -> float:
     """The data pass without its embedder: rows read through the pass's cursor (by content),
-    precomputed vectors queued as the pass queues them."""
+    under the run's table lock, precomputed vectors queued as the pass queues them."""
     with engine.begin() as conn:
         count = conn.execute(STORE.count_rows()).scalar_one()
         vectors = np.random.default_rng(1).standard_normal((count, 384)).astype(np.float32)
+        conn.execute(STORE.lock())
         conn.execute(STORE.drop_index())
         conn.execute(STORE.relax())
+        by_address = catalog.rows_stay_put(conn, STORE)
         started, done = time.perf_counter(), 0
-        with PipelinedPass(conn, STORE, "embedding", BATCH) as rows:
+        with PipelinedPass(conn, STORE, "embedding", BATCH, by_address=by_address) as rows:
             for keys, _texts in rows.batches():
                 rows(keys, vectors[done : done + len(keys)])
                 done += len(keys)

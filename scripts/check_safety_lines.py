@@ -171,6 +171,30 @@ LINES: dict[str, tuple[str, str, str, str]] = {
         "        order = ()\n",
         "tests/test_dedupe.py",
     ),
+    "address writes: only under a lock that keeps other sessions from writing": (
+        "vestige_embed/target/statements.py",
+        "        stay = sa.and_(\n            held,\n",
+        "        stay = sa.and_(\n",
+        "tests/test_row_addresses.py -k without_the_table_lock",
+    ),
+    "address writes: only in a plain table": (
+        "vestige_embed/target/statements.py",
+        '            c.relkind == "r",\n',
+        "",
+        "tests/test_row_addresses.py -k view",
+    ),
+    "address writes: only in a table without children": (
+        "vestige_embed/target/statements.py",
+        "            sa.not_(c.relhassubclass),\n",
+        "",
+        "tests/test_row_addresses.py -k child_table",
+    ),
+    "address writes: not where an UPDATE trigger may move rows": (
+        "vestige_embed/target/statements.py",
+        "            sa.not_(update_trigger),\n",
+        "",
+        "tests/test_row_addresses.py -k trigger_moves",
+    ),
     "pipelined pass: the next chunk is fetched while a full one is embedded": (
         "vestige_embed/store/pipelined.py",
         "            if len(rows) == chunk:",

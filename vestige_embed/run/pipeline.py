@@ -24,6 +24,7 @@ from vestige_embed.embedders.base import Embedder, Matrix
 from vestige_embed.errors import ReembedError
 from vestige_embed.run.progress import Progress
 from vestige_embed.run.reader import Batch
+from vestige_embed.store import catalog
 from vestige_embed.store.pipelined import PipelinedPass
 from vestige_embed.target import Statements
 
@@ -168,8 +169,10 @@ def run_locked_pass(
     label: str = "reembed",
 ) -> int:
     """Embed and write the rows matching `where` inside the caller's transaction (under its
-    lock), rows by content and writes queued (`store.pipelined`); returns the rows written."""
-    with PipelinedPass(conn, st, column, batch_size, where) as rows:
+    lock), rows by content and writes queued (`store.pipelined`), to the rows' addresses
+    where they cannot move (`catalog.rows_stay_put`); returns the rows written."""
+    by_address = catalog.rows_stay_put(conn, st)
+    with PipelinedPass(conn, st, column, batch_size, where, by_address=by_address) as rows:
         batches = (Batch(keys, texts, []) for keys, texts in rows.batches())
         run_pipeline(batches, embedder, lambda b, v: rows(b.keys, v), progress=progress, label=label, overlap=False)
     if rows.rows_written != rows.rows_read:  # under the lock nothing else deletes or updates a row

@@ -22,7 +22,8 @@ from vestige_embed.target import Statements
 
 @dataclass(frozen=True)
 class Batch:
-    """Keys, the texts to embed and (for staging) their content hashes, computed by the server."""
+    """Keys (a locked pass's: maybe the rows' addresses), the texts to embed and (for
+    staging) their content hashes, computed by the server."""
 
     keys: list[Any]
     texts: list[str]

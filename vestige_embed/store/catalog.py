@@ -66,6 +66,12 @@ def staging_exists(conn: Connection, st: Statements) -> bool:
     return bool(conn.execute(st.staging_exists()).scalar_one())
 
 
+def rows_stay_put(conn: Connection, st: Statements) -> bool:
+    """True when this transaction may write rows back to the addresses it read them at
+    (`Statements.rows_stay_put`)."""
+    return bool(conn.execute(st.rows_stay_put()).scalar())
+
+
 def count(conn: Connection, query: sa.Select[Any]) -> int:
     return int(conn.execute(query).scalar_one())
 

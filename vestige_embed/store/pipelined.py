@@ -60,10 +60,12 @@ def deeper_send_buffer(driver: psycopg.Connection[Any]) -> Iterator[None]:
 
 class QueuedWrites:
     """`UPDATE ... FROM unnest(keys, vectors)` into one column, queued in pipeline mode;
-    `rows_written` is the server's count once the block has ended."""
+    `rows_written` is the server's count once the block has ended. `by_address`: the keys
+    are the rows' addresses (`Statements.write_vectors`)."""
 
-    def __init__(self, conn: Connection, st: Statements, column: str) -> None:
-        self.writer = VectorWriter(conn, st, column)  # its statement and parameters, sent by the driver
+    def __init__(self, conn: Connection, st: Statements, column: str, *, by_address: bool = False) -> None:
+        # Its statement and parameters, sent by the driver.
+        self.writer = VectorWriter(conn, st, column, by_address=by_address)
         driver = conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         self.driver: psycopg.Connection[Any] = driver
@@ -113,7 +115,9 @@ class QueuedWrites:
 
 class PipelinedPass(QueuedWrites):
     """Rows by content through a server-side cursor, fetched ahead, and their vectors
-    written back (`pipeline.run_locked_pass` embeds them)."""
+    written back (`pipeline.run_locked_pass` embeds them). `by_address`, only while
+    `Statements.rows_stay_put`: rows are read with their addresses and written back there,
+    not looked up by key (the raw write's index search: 3-5% of the server's work)."""
 
     def __init__(
         self,
@@ -122,15 +126,19 @@ class PipelinedPass(QueuedWrites):
         column: str,
         batch_size: int,
         where: sa.ColumnElement[bool] | None = None,
+        *,
+        by_address: bool = False,
     ) -> None:
-        super().__init__(conn, st, column)
+        super().__init__(conn, st, column, by_address=by_address)
         self.conn, self.st, self.where, self.batch_size = conn, st, where, batch_size
+        self.by_address = by_address
         self.fetch_sql = str(st.fetch_rows(batch_size * CHUNK_BATCHES).compile(dialect=conn.dialect))
         self._fetches: deque[psycopg.Cursor[Any]] = deque()
         self.rows_read = 0
 
     def __enter__(self) -> PipelinedPass:
-        self.conn.execute(self.st.declare_rows(self.where))  # through SQLAlchemy: its values bound as usual
+        # Through SQLAlchemy: its values bound as usual.
+        self.conn.execute(self.st.declare_rows(self.where, by_address=self.by_address))
         super().__enter__()
         for _ in range(AHEAD):
             self._fetch()
@@ -142,7 +150,7 @@ class PipelinedPass(QueuedWrites):
             self.conn.execute(self.st.close_rows())  # the sort's memory and files, before the index build
 
     def batches(self) -> Iterator[tuple[list[Any], list[str]]]:
-        """`(keys, contents)` of `batch_size` rows at a time."""
+        """`(keys or addresses, contents)` of `batch_size` rows at a time."""
         chunk = self.batch_size * CHUNK_BATCHES
         while self._fetches:
             try:
@@ -158,7 +166,7 @@ class PipelinedPass(QueuedWrites):
                 yield [r[0] for r in part], [r[1] for r in part]
 
     def _fetch(self) -> None:
-        # In binary: keys arrive as 16 bytes or 8, not text to parse (contents are text either way).
+        # In binary: keys arrive as 16 bytes or 8 (addresses as 6), not text to parse (contents are text either way).
         cursor = self.driver.cursor(binary=True)
         cursor.execute(self.fetch_sql)
         # The server holds a pipeline's answers until asked: ask now, so the rows are here

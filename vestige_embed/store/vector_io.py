@@ -1,8 +1,8 @@
 """Keys and vectors to PostgreSQL in binary, one numpy pass per batch.
 
 Formatting floats as text costs ~0.5 ms per 384-d vector on the client (16x the
-database's work), so a batch travels as two arrays (`uuid[]`/`bigint[]`/`text[]` and
-`vector[]`/`halfvec[]`) built by our own psycopg binary dumpers.
+database's work), so a batch travels as two arrays (`uuid[]`/`bigint[]`/`text[]`, or the
+rows' addresses as `tid[]`, and `vector[]`/`halfvec[]`) built by our own psycopg binary dumpers.
 `scripts/bench_engine.py` measures this path against binary COPY and per-row text.
 """
 
@@ -28,6 +28,9 @@ _UUID_OID, _UUID_ARRAY_OID = 2950, 2951
 _INT8_OID, _INT8_ARRAY_OID = 20, 1016
 _TEXT_OID, _TEXT_ARRAY_OID = 25, 1009
 _BYTEA_OID, _BYTEA_ARRAY_OID = 17, 1001
+_TID_OID, _TID_ARRAY_OID = 27, 1010
+#: Bytes of a row address (`tid`) in binary: its block number, then its line pointer.
+_TID_WIDTH = 6
 
 
 class KeyArray:
@@ -47,6 +50,15 @@ class VectorArray:
 
     def __init__(self, matrix: npt.NDArray[np.float32], storage: Storage = Storage.VECTOR) -> None:
         self.matrix, self.storage = matrix, storage
+
+
+class AddressArray:
+    """Row addresses (`ctid`), as a locked pass fetched them in binary, sent back as one `tid[]`."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Sequence[bytes]) -> None:
+        self.values = values
 
 
 class BytesArray:
@@ -120,6 +132,14 @@ _KEY_DUMPERS: dict[KeyType, type[_KeyArrayDumper]] = {
 }
 
 
+class _AddressArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _TID_ARRAY_OID
+
+    def dump(self, obj: AddressArray) -> bytes:
+        return _fixed_array(_TID_OID, _TID_WIDTH, b"".join(obj.values))
+
+
 class _BytesArrayDumper(Dumper):
     format = Format.BINARY
     oid = _BYTEA_ARRAY_OID
@@ -175,5 +195,6 @@ def register_binary_arrays(conn: Connection) -> None:
     dumper = type("VectorArrayDumper", (_VectorArrayDumper,), {"oids": vector_oids})
     driver.adapters.register_dumper(VectorArray, dumper)
     driver.adapters.register_dumper(KeyArray, _KeyArrayDumper)
+    driver.adapters.register_dumper(AddressArray, _AddressArrayDumper)
     driver.adapters.register_dumper(BytesArray, _BytesArrayDumper)
     _REGISTERED.add(driver)

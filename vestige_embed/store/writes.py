@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import UpdateBase
 
 from vestige_embed.embedders.base import Matrix
-from vestige_embed.store.vector_io import BytesArray, KeyArray, VectorArray, register_binary_arrays
+from vestige_embed.store.vector_io import AddressArray, BytesArray, KeyArray, VectorArray, register_binary_arrays
 from vestige_embed.target import KeyType, ModelSignature, Statements
 
 
 class _Writer:
     """One statement, built once; keys and vectors sent as binary arrays."""
 
-    def __init__(self, conn: Connection, st: Statements, statement: UpdateBase) -> None:
+    def __init__(self, conn: Connection, st: Statements, statement: UpdateBase, *, by_address: bool = False) -> None:
         self.key_type: KeyType = st.target.resolved_key_type
         register_binary_arrays(conn)
-        self.conn, self.statement = conn, statement
+        self.conn, self.statement, self.by_address = conn, statement, by_address
         self.storage = st.target.storage
 
-    def params(self, keys: list[object], vectors: Matrix, **more: object) -> dict[str, object]:
-        return {"keys": KeyArray(self.key_type, keys), "vectors": VectorArray(vectors, self.storage), **more}
+    def params(self, keys: list[Any], vectors: Matrix, **more: object) -> dict[str, object]:
+        rows = AddressArray(keys) if self.by_address else KeyArray(self.key_type, keys)
+        return {"keys": rows, "vectors": VectorArray(vectors, self.storage), **more}
 
     def _execute(self, keys: list[object], vectors: Matrix, **more: object) -> int:
         return int(self.conn.execute(self.statement, self.params(keys, vectors, **more)).rowcount)
 
 
 class VectorWriter(_Writer):
-    """`UPDATE ... FROM unnest(keys, vectors)` into one column."""
+    """`UPDATE ... FROM unnest(keys, vectors)` into one column; `by_address`: the keys are the
+    rows' addresses (`Statements.write_vectors`)."""
 
-    def __init__(self, conn: Connection, st: Statements, column: str) -> None:
-        super().__init__(conn, st, st.write_vectors(column))
+    def __init__(self, conn: Connection, st: Statements, column: str, *, by_address: bool = False) -> None:
+        super().__init__(conn, st, st.write_vectors(column, by_address=by_address), by_address=by_address)
 
     def __call__(self, keys: list[object], vectors: Matrix) -> int:
         return self._execute(keys, vectors)

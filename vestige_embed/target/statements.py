@@ -58,6 +58,13 @@ INDEX_METHOD = "hnsw"
 REGISTRY_KEY = "embedding_model_target_key"
 #: The server-side cursor a locked data pass reads its rows through.
 ROWS_CURSOR = "vestige_rows"
+#: A row version's position in its table (block, line pointer): PostgreSQL's system column.
+ROW_ADDRESS = "ctid"
+#: Table locks (pg_locks' names) that keep every other session from writing the table or
+#: vacuuming it: while this transaction holds one, only its own statements move a row.
+WRITER_EXCLUDING_LOCKS = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+#: `pg_trigger.tgtype`'s bit of a trigger that fires on UPDATE.
+_TRIGGER_ON_UPDATE = 1 << 4
 #: The single-row registry of vestige-embed 0.1 had this key column (always 1).
 LEGACY_REGISTRY_ID = "id"
 
@@ -235,7 +242,16 @@ _pg_attribute = sa.table(
     sa.column("attisdropped"),
 )
 _pg_index = sa.table("pg_index", sa.column("indexrelid"), sa.column("indisvalid"))
-_pg_class = sa.table("pg_class", sa.column("oid"), sa.column("relowner"))
+_pg_class = sa.table(
+    "pg_class", sa.column("oid"), sa.column("relowner"), sa.column("relkind"), sa.column("relhassubclass")
+)
+_pg_trigger = sa.table(
+    "pg_trigger", sa.column("tgrelid"), sa.column("tgisinternal"), sa.column("tgenabled"), sa.column("tgtype")
+)
+_pg_locks = sa.table(
+    "pg_locks", sa.column("locktype"), sa.column("relation"), sa.column("mode"), sa.column("classid"),
+    sa.column("objid"), sa.column("objsubid"), sa.column("pid"), sa.column("granted"),
+)  # fmt: skip
 
 
 def column_info(relation: str, column: str) -> sa.Select[Any]:
@@ -273,6 +289,7 @@ class Statements:
             sa.Column(target.key, key_sa, primary_key=True),
             sa.Column(target.embedding, vector_type(target.storage)),
             sa.Column(target.next_embedding, vector_type(target.storage)),
+            sa.Column(ROW_ADDRESS, PassThrough(), system=True),
         ]
         if target.content_is_column and target.content not in (target.key, target.embedding):
             columns.append(sa.Column(target.content, sa.Text))
@@ -304,6 +321,11 @@ class Statements:
     @property
     def key(self) -> sa.Column[Any]:
         return self.table.c[self.target.key]
+
+    @property
+    def address(self) -> sa.Column[Any]:
+        """The row version's position (`ctid`): a row's handle while nothing can move it (`rows_stay_put`)."""
+        return self.table.c[ROW_ADDRESS]
 
     def column(self, name: str) -> sa.Column[Any]:
         return self.table.c[name]
@@ -342,10 +364,7 @@ class Statements:
 
     def run_lock_holder(self) -> sa.Select[Any]:
         """`(pid, application_name, backend_start)` of the session holding the target's run lock."""
-        locks = sa.table(
-            "pg_locks", sa.column("locktype"), sa.column("classid"), sa.column("objid"), sa.column("objsubid"),
-            sa.column("pid"), sa.column("granted"),
-        )  # fmt: skip
+        locks = _pg_locks
         activity = sa.table(
             "pg_stat_activity", sa.column("pid"), sa.column("application_name"), sa.column("backend_start")
         )
@@ -360,6 +379,35 @@ class Statements:
                 locks.c.objid == sa.cast(self._run_lock_key(), OID),
             )
         )
+
+    def rows_stay_put(self) -> sa.Select[Any]:
+        """True when no row can move to another address before this transaction ends but by
+        its own UPDATEs: it holds a lock that keeps other sessions from writing or vacuuming
+        the table; the table is a plain one without children (an address is unique in it);
+        and no trigger of its own fires on UPDATE (one could update other rows, which then
+        are not at the address that was read; a rule cannot, the rewriter refuses the
+        recursion). A write that finds fewer rows fails the pass. NULL: no such table."""
+        c, t, lock = _pg_class.c, _pg_trigger.c, _pg_locks.c
+        update_trigger = sa.exists().where(
+            t.tgrelid == c.oid,
+            sa.not_(t.tgisinternal),  # foreign keys' own triggers: they never fire for a vector column
+            t.tgenabled != "D",
+            t.tgtype.op("&")(_TRIGGER_ON_UPDATE) != 0,
+        )
+        held = sa.exists().where(
+            lock.locktype == "relation",
+            lock.relation == c.oid,
+            lock.pid == sa.func.pg_backend_pid(),
+            lock.granted,
+            lock.mode.in_(WRITER_EXCLUDING_LOCKS),
+        )
+        stay = sa.and_(
+            held,
+            c.relkind == "r",
+            sa.not_(c.relhassubclass),
+            sa.not_(update_trigger),
+        )
+        return sa.select(stay).where(c.oid == sa.func.to_regclass(self.relation()))
 
     def alter_rights(self) -> sa.Select[Any]:
         """`(current role, owner, may alter)`: ALTER TABLE and its indexes need the owner's
@@ -600,15 +648,17 @@ class Statements:
         with_hash: bool = False,
         by_content: bool = False,
         wire_keys: bool = False,
+        by_address: bool = False,
     ) -> sa.Select[Any]:
         """`(key, content[, content_sha256])` in key order: what a data pass embeds (staging
         keeps the hash of what it embedded). `by_content` orders by content instead, byte by
         byte (`COLLATE "C"`: no locale rules, and cheaper than hashing every row first):
         repeated contents arrive together, so each is embedded once. `wire_keys`: each key as
         the bytes it travels as (`bytea`, from its type's send function), to be sent back as
-        it came: no Python value (a `uuid.UUID`) is made of it and taken apart again."""
-        key: sa.ColumnElement[Any] = self.key
-        if wire_keys:
+        it came: no Python value (a `uuid.UUID`) is made of it and taken apart again.
+        `by_address`: each row's address (`ctid`) in place of its key."""
+        key: sa.ColumnElement[Any] = self.address if by_address else self.key
+        if wire_keys and not by_address:
             send = getattr(sa.func.pg_catalog, _KEY_SEND[self.target.resolved_key_type])
             key = send(self.key, type_=sa.LargeBinary).label(self.target.key)
         # Ordered by the selected column itself: an ORDER BY expression of its own is a second
@@ -618,12 +668,13 @@ class Statements:
         if with_hash:
             columns.append(self.content_hash.label("content_sha256"))
         order = (content,) if by_content else ()
-        query = sa.select(*columns).order_by(*order, self.key)
+        query = sa.select(*columns).order_by(*order, self.address if by_address else self.key)
         return query if where is None else query.where(where)
 
-    def declare_rows(self, where: sa.ColumnElement[bool] | None = None) -> DeclareCursor:
-        """The rows of a locked data pass, by content, keys as sent, behind a server-side cursor."""
-        return DeclareCursor(ROWS_CURSOR, self.rows(where, by_content=True, wire_keys=True))
+    def declare_rows(self, where: sa.ColumnElement[bool] | None = None, *, by_address: bool = False) -> DeclareCursor:
+        """The rows of a locked data pass, by content, keys as sent (or addresses), behind a
+        server-side cursor."""
+        return DeclareCursor(ROWS_CURSOR, self.rows(where, by_content=True, wire_keys=True, by_address=by_address))
 
     def fetch_rows(self, count: int) -> FetchCursor:
         return FetchCursor(ROWS_CURSOR, count)
@@ -631,15 +682,18 @@ class Statements:
     def close_rows(self) -> CloseCursor:
         return CloseCursor(ROWS_CURSOR)
 
-    def write_vectors(self, column: str | None = None) -> sa.Update:
-        """`UPDATE t SET column = v.vector FROM unnest(:keys, :vectors) v WHERE t.key = v.key`."""
+    def write_vectors(self, column: str | None = None, *, by_address: bool = False) -> sa.Update:
+        """`UPDATE t SET column = v.vector FROM unnest(:keys, :vectors) v WHERE t.key = v.key`.
+        `by_address`: `:keys` are the rows' addresses, `WHERE t.ctid = v.address`: each row
+        read where it is, without a search of the key's index (only while `rows_stay_put`)."""
+        handle, match = ("address", self.address) if by_address else ("key", self.key)
         pairs = (
             sa.func.unnest(sa.bindparam("keys", type_=PassThrough()), sa.bindparam("vectors", type_=PassThrough()))
-            .table_valued("key", "vector")
+            .table_valued(handle, "vector")
             .render_derived(name="v")
         )
         column = column or self.target.embedding
-        return self.table.update().values({column: pairs.c.vector}).where(self.key == pairs.c.key)
+        return self.table.update().values({column: pairs.c.vector}).where(match == pairs.c[handle])
 
     # Staging.
 
