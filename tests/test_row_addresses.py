@@ -31,7 +31,8 @@ _MOVE_EVERY_ROW = (
 
 
 def last_statement_of(engine: sa.Engine, pid: int, *, starting: str) -> str:
-    """The statement server process `pid` ran last, once it is one `starting` so (5 s at most)."""
+    """The statement server process `pid` runs or ran last, waiting (5 s at most) for one
+    that starts with `starting`."""
     with engine.connect() as other:
         for _ in range(500):
             query = str(other.execute(ACTIVITY, {"pid": pid}).scalar_one())

@@ -390,7 +390,7 @@ class Statements:
         c, t, lock = _pg_class.c, _pg_trigger.c, _pg_locks.c
         update_trigger = sa.exists().where(
             t.tgrelid == c.oid,
-            sa.not_(t.tgisinternal),  # foreign keys' own triggers: they never fire for a vector column
+            sa.not_(t.tgisinternal),  # foreign keys' own triggers: they act only when a key changes
             t.tgenabled != "D",
             t.tgtype.op("&")(_TRIGGER_ON_UPDATE) != 0,
         )
