@@ -657,7 +657,8 @@ class Statements:
         the bytes it travels as (`bytea`, from its type's send function), to be sent back as
         it came: no Python value (a `uuid.UUID`) is made of it and taken apart again.
         `by_address`: each row's address (`ctid`) in place of its key."""
-        key: sa.ColumnElement[Any] = self.address if by_address else self.key
+        row: sa.Column[Any] = self.address if by_address else self.key
+        key: sa.ColumnElement[Any] = row
         if wire_keys and not by_address:
             send = getattr(sa.func.pg_catalog, _KEY_SEND[self.target.resolved_key_type])
             key = send(self.key, type_=sa.LargeBinary).label(self.target.key)
@@ -668,7 +669,7 @@ class Statements:
         if with_hash:
             columns.append(self.content_hash.label("content_sha256"))
         order = (content,) if by_content else ()
-        query = sa.select(*columns).order_by(*order, self.address if by_address else self.key)
+        query = sa.select(*columns).order_by(*order, row)
         return query if where is None else query.where(where)
 
     def declare_rows(self, where: sa.ColumnElement[bool] | None = None, *, by_address: bool = False) -> DeclareCursor:
