@@ -131,14 +131,13 @@ class PipelinedPass(QueuedWrites):
     ) -> None:
         super().__init__(conn, st, column, by_address=by_address)
         self.conn, self.st, self.where, self.batch_size = conn, st, where, batch_size
-        self.by_address = by_address
         self.fetch_sql = str(st.fetch_rows(batch_size * CHUNK_BATCHES).compile(dialect=conn.dialect))
         self._fetches: deque[psycopg.Cursor[Any]] = deque()
         self.rows_read = 0
 
     def __enter__(self) -> PipelinedPass:
         # Through SQLAlchemy: its values bound as usual.
-        self.conn.execute(self.st.declare_rows(self.where, by_address=self.by_address))
+        self.conn.execute(self.st.declare_rows(self.where, by_address=self.writer.by_address))
         super().__enter__()
         for _ in range(AHEAD):
             self._fetch()
